@@ -1,0 +1,228 @@
+//! Checks: each model expectation compared with what the kernel reports, plus the comparison of
+//! the kernel's two views of the bond. A check's verdict carries both values, the rule, and a
+//! message that says what differs.
+
+use std::time::Duration;
+
+use crate::model::{Expectation, Model, Rule, VIEWS_AGREE, Value};
+use crate::observe::{BondView, SlaveView};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Fail,
+    Skip,
+    Error,
+}
+
+/// A number measured while checking, with its unit.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Measurement {
+    pub name: String,
+    pub value: f64,
+    pub unit: &'static str,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Verdict {
+    pub check: String,
+    pub status: Status,
+    pub expected: Option<Value>,
+    pub observed: Option<Value>,
+    pub unit: Option<&'static str>,
+    pub rule: Option<Rule>,
+    pub message: String,
+    pub measurements: Vec<Measurement>,
+}
+
+/// Everything the checks look at, gathered from the kernel.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Observation {
+    pub netlink: BondView,
+    pub procfs: BondView,
+    pub addresses: Vec<String>,
+    /// How long the harness waited for the slaves to settle, and its deadline.
+    #[serde(skip)]
+    pub settle_waited: Duration,
+    #[serde(skip)]
+    pub settle_deadline: Duration,
+}
+
+/// Compares every expectation with the netlink view and the two views with each other.
+pub fn evaluate(model: &Model, obs: &Observation) -> Vec<Verdict> {
+    let mut out: Vec<Verdict> = model.expectations.iter().map(|e| compare(e, obs)).collect();
+    out.push(views_agree(&obs.netlink, &obs.procfs));
+    out
+}
+
+fn observed(check: &str, obs: &Observation, expected: &Value) -> Value {
+    let v = &obs.netlink;
+    let text = |s: &Option<String>| s.clone().map_or(Value::None, Value::Text);
+    let number = |n: Option<u32>| n.map_or(Value::None, |n| Value::Number(n.into()));
+    match check {
+        "option.mode" => text(&v.mode),
+        "option.miimon" => number(v.miimon),
+        "option.updelay" => number(v.updelay),
+        "option.downdelay" => number(v.downdelay),
+        "option.primary" => match v.primary.as_deref() {
+            None | Some("none") => Value::None,
+            Some(p) => Value::Text(p.into()),
+        },
+        "address" => match expected {
+            Value::Text(want) if obs.addresses.contains(want) => expected.clone(),
+            _ if obs.addresses.is_empty() => Value::None,
+            _ => Value::Text(obs.addresses.join(", ")),
+        },
+        _ => match check.strip_prefix("slave.").and_then(|c| c.strip_suffix(".mii_status")) {
+            Some(slave) => match v.slave(slave) {
+                Some(s) => text(&s.mii_status),
+                None => Value::Text("not enslaved".into()),
+            },
+            None => Value::None,
+        },
+    }
+}
+
+fn compare(e: &Expectation, obs: &Observation) -> Verdict {
+    let got = observed(&e.check, obs, &e.expected);
+    let unit = e.unit.map(|u| format!(" {u}")).unwrap_or_default();
+    let pass = got == e.expected;
+    let mut message = if pass {
+        format!("{}{unit} as expected", e.expected)
+    } else {
+        format!(
+            "expected {}{unit}, observed {got}{unit}; rule: {} ({})",
+            e.expected, e.rule.text, e.rule.source
+        )
+    };
+    let mut measurements = Vec::new();
+    if e.check.starts_with("slave.") {
+        measurements.push(Measurement {
+            name: "settle_wait".into(),
+            value: obs.settle_waited.as_secs_f64() * 1e3,
+            unit: "ms",
+        });
+        measurements.push(Measurement {
+            name: "settle_deadline".into(),
+            value: obs.settle_deadline.as_secs_f64() * 1e3,
+            unit: "ms",
+        });
+        if !pass {
+            message += &format!(" — after waiting {} ms", obs.settle_waited.as_millis());
+        }
+    }
+    Verdict {
+        check: e.check.clone(),
+        status: if pass { Status::Pass } else { Status::Fail },
+        expected: Some(e.expected.clone()),
+        observed: Some(got),
+        unit: e.unit,
+        rule: Some(e.rule.clone()),
+        message,
+        measurements,
+    }
+}
+
+/// Lists every field that both views show and that differs between them.
+pub fn view_differences(netlink: &BondView, procfs: &BondView) -> Vec<String> {
+    let mut diffs = Vec::new();
+    let mut field = |name: String, a: Option<String>, b: Option<String>| {
+        if let (Some(a), Some(b)) = (a, b) {
+            if a != b {
+                diffs.push(format!("{name}: netlink {a}, /proc {b}"));
+            }
+        }
+    };
+    let s = |v: &Option<String>| v.clone();
+    let n = |v: Option<u32>| v.map(|v| v.to_string());
+    field("mode".into(), s(&netlink.mode), s(&procfs.mode));
+    field("miimon".into(), n(netlink.miimon), n(procfs.miimon));
+    field("updelay".into(), n(netlink.updelay), n(procfs.updelay));
+    field("downdelay".into(), n(netlink.downdelay), n(procfs.downdelay));
+    field("primary".into(), s(&netlink.primary), s(&procfs.primary));
+    let names = |v: &BondView| v.slaves.iter().map(|s| s.name.clone()).collect::<Vec<_>>().join(" ");
+    field("slaves".into(), Some(names(netlink)), Some(names(procfs)));
+    for a in &netlink.slaves {
+        let Some(b) = procfs.slave(&a.name) else { continue };
+        let per = |f: fn(&SlaveView) -> Option<String>| (f(a), f(b));
+        for (name, (x, y)) in [
+            ("mii_status", per(|s| s.mii_status.clone())),
+            ("link_failure_count", per(|s| s.link_failure_count.map(|v| v.to_string()))),
+            ("perm_hwaddr", per(|s| s.perm_hwaddr.clone())),
+            ("queue_id", per(|s| s.queue_id.map(|v| v.to_string()))),
+        ] {
+            field(format!("{}.{name}", a.name), x, y);
+        }
+    }
+    diffs
+}
+
+fn views_agree(netlink: &BondView, procfs: &BondView) -> Verdict {
+    let diffs = view_differences(netlink, procfs);
+    let (status, message) = if diffs.is_empty() {
+        (Status::Pass, "netlink and /proc/net/bonding agree on every field both show".to_string())
+    } else {
+        (Status::Fail, format!("netlink and /proc/net/bonding disagree: {}", diffs.join("; ")))
+    };
+    Verdict {
+        check: VIEWS_AGREE.into(),
+        status,
+        expected: None,
+        observed: None,
+        unit: None,
+        rule: Some(Rule {
+            text: "both views are read from the same bond and must report the same state".into(),
+            source: "drivers/net/bonding/bond_netlink.c, bond_procfs.c",
+        }),
+        message,
+        measurements: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(updelay: u32, mii: &str) -> BondView {
+        BondView {
+            mode: Some("balance-rr".into()),
+            miimon: Some(100),
+            updelay: Some(updelay),
+            downdelay: Some(200),
+            primary: Some("none".into()),
+            up: Some(true),
+            carrier: None,
+            slaves: vec![SlaveView { name: "eth0".into(), mii_status: Some(mii.into()), ..Default::default() }],
+        }
+    }
+
+    #[test]
+    fn views_that_differ_name_the_field_and_both_values() {
+        assert!(view_differences(&view(200, "up"), &view(200, "up")).is_empty());
+        let d = view_differences(&view(200, "up"), &view(400, "going back"));
+        assert_eq!(d, ["updelay: netlink 200, /proc 400", "eth0.mii_status: netlink up, /proc going back"]);
+    }
+
+    #[test]
+    fn a_mismatch_fails_with_expected_observed_and_rule() {
+        let e = Expectation {
+            check: "option.updelay".into(),
+            expected: Value::Number(200),
+            unit: Some("ms"),
+            rule: Rule { text: "rounded".into(), source: "bond_options.c" },
+        };
+        let obs = Observation {
+            netlink: view(400, "up"),
+            procfs: view(400, "up"),
+            addresses: vec![],
+            settle_waited: Duration::ZERO,
+            settle_deadline: Duration::ZERO,
+        };
+        let v = compare(&e, &obs);
+        assert_eq!(v.status, Status::Fail);
+        assert_eq!(v.message, "expected 200 ms, observed 400 ms; rule: rounded (bond_options.c)");
+        let ok = compare(&Expectation { expected: Value::Number(400), ..e }, &obs);
+        assert_eq!(ok.status, Status::Pass);
+    }
+}

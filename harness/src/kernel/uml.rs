@@ -1,0 +1,267 @@
+//! The UML backend: Debian's User-Mode Linux kernel (`user-mode-linux`), booted with the host's
+//! root as its root (hostfs) and this very binary as its init.
+//!
+//! Host side: [`run_in_guest`] boots the guest with the command line encoded in a kernel
+//! parameter, streams the guest console to stdout and returns the command's exit code.
+//! Guest side: [`guest_job`] recognises the guest's init, [`guest_init`] prepares the guest
+//! (mounts, bonding and veth modules) and [`guest_exit`] hands the exit code back through
+//! `/proc/exitcode` and powers the guest off. Reports are written by the guest straight onto
+//! the host's filesystem, which it shares.
+//!
+//! Nothing survives the host process: linux.uml runs as PID 1 of a PID namespace of its own
+//! (`unshare --pid --kill-child`), tied to bondcheck by PR_SET_PDEATHSIG, so SIGKILL of
+//! bondcheck takes down the guest and every helper process UML forks.
+
+use std::ffi::OsString;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nix::sys::prctl::set_pdeathsig;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use signal_hook::iterator::Signals;
+
+use crate::error::{Error, Result};
+
+/// Where Debian's user-mode-linux package puts the kernel and its modules.
+const UML_KERNEL: &str = "/usr/bin/linux.uml";
+const UML_MODULES: &str = "/usr/lib/uml/modules";
+/// The kernel parameter carrying the job; the kernel passes it to init as an environment
+/// variable (init/main.c: parameters with `=` and no `.` become init's environment).
+const JOB_VAR: &str = "BONDCHECK_GUEST";
+/// Guest memory: the guest runs one bondcheck process and a few namespaces.
+const GUEST_MEMORY: &str = "mem=256M";
+/// The guest writes 100 + its exit code to /proc/exitcode, so a guest that dies before
+/// answering (a panic of its kernel) cannot pass for a bondcheck exit code.
+const EXIT_BASE: i32 = 100;
+
+/// A usable UML kernel.
+#[derive(Debug, Clone)]
+pub struct UmlKernel {
+    pub kernel: PathBuf,
+    pub release: String,
+}
+
+impl UmlKernel {
+    pub fn describe(&self) -> String {
+        format!("{} (Linux {}) with bonding and veth modules", self.kernel.display(), self.release)
+    }
+}
+
+/// Finds linux.uml and a module tree for it that has bonding and veth; says what is missing.
+pub fn find() -> Result<UmlKernel, String> {
+    let kernel = PathBuf::from(UML_KERNEL);
+    if !kernel.is_file() {
+        return Err(format!("{UML_KERNEL} not found (package user-mode-linux)"));
+    }
+    let mut releases: Vec<String> = std::fs::read_dir(UML_MODULES)
+        .map_err(|e| format!("{UML_MODULES}: {e}"))?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    releases.sort();
+    let release = releases.pop().ok_or(format!("no module tree under {UML_MODULES}"))?;
+    let deps = modules_dep(&release)?;
+    for module in ["bonding", "veth"] {
+        module_path(&deps, module).ok_or(format!("UML modules {release} have no {module}.ko"))?;
+    }
+    if which("unshare").is_none() {
+        return Err("`unshare` (util-linux) not found".into());
+    }
+    Ok(UmlKernel { kernel, release })
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(program)).find(|p| p.is_file())
+}
+
+/// What the guest is asked to do.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Job {
+    pub args: Vec<String>,
+    pub cwd: PathBuf,
+    /// Time since the Unix epoch when the host started the guest, for the boot time.
+    pub started_unix_ns: u128,
+}
+
+fn encode(job: &Job) -> String {
+    serde_json::to_vec(job).expect("a job serialises").iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode(hex: &str) -> Option<Job> {
+    let bytes: Option<Vec<u8>> =
+        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect();
+    serde_json::from_slice(&bytes?).ok()
+}
+
+fn unix_ns() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+}
+
+/// Boots the guest, runs `args` (this program's own arguments) in it and returns the exit code
+/// it answered. SIGINT, SIGTERM and SIGHUP kill the guest; the code is then 128 + signal.
+pub fn run_in_guest(uml: &UmlKernel, args: Vec<OsString>) -> Result<i32> {
+    let args = args
+        .into_iter()
+        .map(|a| a.into_string().map_err(|a| Error::Usage(format!("argument {a:?} is not UTF-8"))))
+        .collect::<Result<Vec<_>>>()?;
+    let exe = std::env::current_exe().map_err(|e| Error::run(format!("cannot find this executable: {e}")))?;
+    let cwd = std::env::current_dir().map_err(|e| Error::run(format!("no current directory: {e}")))?;
+    let job = Job { args, cwd, started_unix_ns: unix_ns() };
+
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--kill-child=SIGKILL", "--"])
+        .arg(&uml.kernel)
+        .args([GUEST_MEMORY, "rootfstype=hostfs", "hostfs=/", "rw", "quiet", "loglevel=0"])
+        .arg(format!("init={}", exe.display()))
+        .args(["con=null", "con0=null,fd:1"])
+        .arg(format!("{JOB_VAR}={}", encode(&job)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        // Keep the terminal's Ctrl-C away from the guest: bondcheck decides what it means.
+        .process_group(0);
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec. The child
+    // then dies with the thread that spawned it, which is the one that waits for it.
+    unsafe {
+        cmd.pre_exec(|| Ok(set_pdeathsig(Signal::SIGKILL)?));
+    }
+    let mut signals = Signals::new([Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP].map(|s| s as i32))
+        .map_err(|e| Error::run(format!("cannot handle signals: {e}")))?;
+    let mut child = cmd.spawn().map_err(|e| Error::run(format!("cannot start {}: {e}", uml.kernel.display())))?;
+    let pid = child.id() as i32;
+    let handle = signals.handle();
+    let watcher = std::thread::spawn(move || {
+        let sig = signals.forever().next();
+        if sig.is_some() {
+            // The whole process group: unshare, and through --kill-child the guest's PID namespace.
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        sig
+    });
+    let status = child.wait().map_err(|e| Error::run(format!("waiting for the guest: {e}")))?;
+    handle.close();
+    if let Ok(Some(sig)) = watcher.join() {
+        return Ok(128 + sig);
+    }
+    match status.code() {
+        Some(code) if (EXIT_BASE..EXIT_BASE + 4).contains(&code) => Ok(code - EXIT_BASE),
+        Some(code) => Err(Error::run(format!(
+            "the UML guest ended without an answer from bondcheck (exit status {code}); its console \
+             output above says why"
+        ))),
+        None => Err(Error::run(format!("the UML guest was killed by signal {}", status.signal().unwrap_or(0)))),
+    }
+}
+
+// ---- guest side --------------------------------------------------------------------------
+
+/// The job if this process is the init of a bondcheck UML guest.
+pub fn guest_job() -> Option<Job> {
+    if std::process::id() != 1 {
+        return None;
+    }
+    decode(&std::env::var(JOB_VAR).ok()?)
+}
+
+/// Prepares the guest: kernel filesystems of its own (so nothing of the host's /run or /proc
+/// is touched through hostfs), a raw console, the bonding and veth modules, the job's cwd.
+/// Returns the boot time.
+pub fn guest_init(job: &Job) -> Result<f64> {
+    use nix::mount::{MsFlags, mount};
+    let fs = |source: &str, target: &str, fstype: &str| {
+        mount(Some(source), target, Some(fstype), MsFlags::empty(), None::<&str>)
+            .map_err(|e| Error::run(format!("guest: cannot mount {fstype} on {target}: {e}")))
+    };
+    fs("proc", "/proc", "proc")?;
+    fs("sysfs", "/sys", "sysfs")?;
+    fs("tmpfs", "/run", "tmpfs")?;
+    raw_console();
+    let release = super::KernelInfo::current("uml").release;
+    let deps = modules_dep(&release).map_err(|e| Error::run(format!("guest: {e}")))?;
+    for module in ["veth", "bonding"] {
+        load_module(&release, &deps, module)?;
+    }
+    std::env::set_current_dir(&job.cwd)
+        .map_err(|e| Error::run(format!("guest: cannot enter {}: {e}", job.cwd.display())))?;
+    Ok((unix_ns().saturating_sub(job.started_unix_ns)) as f64 / 1e6)
+}
+
+/// The console's line discipline would turn every "\n" into "\r\n" on the host's terminal.
+fn raw_console() {
+    use nix::sys::termios::{OutputFlags, SetArg, tcgetattr, tcsetattr};
+    let out = std::io::stdout();
+    if let Ok(mut t) = tcgetattr(&out) {
+        t.output_flags.remove(OutputFlags::OPOST);
+        let _ = tcsetattr(&out, SetArg::TCSANOW, &t);
+    }
+}
+
+/// Hands `code` to the host and powers the guest off. Never returns.
+pub fn guest_exit(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::fs::write("/proc/exitcode", (EXIT_BASE + code).to_string());
+    nix::unistd::sync();
+    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
+    // Init must not exit; if power-off failed the kernel panics and the host sees no answer.
+    std::process::exit(code)
+}
+
+/// modules.dep: `path: dep dep ...`, paths relative to the module tree.
+fn modules_dep(release: &str) -> Result<Vec<(String, Vec<String>)>, String> {
+    let path = Path::new(UML_MODULES).join(release).join("modules.dep");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(m, deps)| (m.to_string(), deps.split_whitespace().map(str::to_string).collect()))
+        .collect())
+}
+
+fn module_path<'a>(deps: &'a [(String, Vec<String>)], name: &str) -> Option<&'a (String, Vec<String>)> {
+    let file = format!("/{name}.ko");
+    deps.iter().find(|(m, _)| m.ends_with(&file))
+}
+
+/// Loads a module after its dependencies (modules.dep lists them so that the last one is loaded
+/// first), as modprobe does; modules already loaded are fine.
+fn load_module(release: &str, deps: &[(String, Vec<String>)], name: &str) -> Result<()> {
+    let (path, needs) = module_path(deps, name).ok_or_else(|| Error::run(format!("guest: no module {name}")))?;
+    for rel in needs.iter().rev().chain(std::iter::once(path)) {
+        let full = Path::new(UML_MODULES).join(release).join(rel);
+        let file = std::fs::File::open(&full).map_err(|e| Error::run(format!("guest: {}: {e}", full.display())))?;
+        match nix::kmod::finit_module(&file, c"", nix::kmod::ModuleInitFlags::empty()) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(Error::run(format!("guest: loading {}: {e}", full.display()))),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_survive_the_kernel_command_line() {
+        let job = Job { args: vec!["bondcheck".into(), "run".into(), "a b/ü".into()], cwd: "/w".into(), started_unix_ns: 7 };
+        let hex = encode(&job);
+        assert!(hex.chars().all(|c| c.is_ascii_hexdigit()), "no spaces or quotes for the kernel to split");
+        let back = decode(&hex).unwrap();
+        assert_eq!(back.args, job.args);
+        assert_eq!(back.cwd, job.cwd);
+        assert!(decode("zz").is_none());
+        assert!(decode("abc").is_none());
+    }
+
+    #[test]
+    fn module_dependencies_are_found_by_name() {
+        let deps = vec![
+            ("kernel/net/ipv6/ipv6.ko".to_string(), vec!["kernel/lib/crc-ccitt.ko".to_string()]),
+            ("kernel/drivers/net/bonding/bonding.ko".to_string(), vec!["kernel/net/ipv6/ipv6.ko".into()]),
+        ];
+        assert_eq!(module_path(&deps, "bonding").unwrap().1, ["kernel/net/ipv6/ipv6.ko"]);
+        assert!(module_path(&deps, "ipv").is_none());
+    }
+}

@@ -1,0 +1,25 @@
+//! bondcheck: verifies what the Linux bonding driver really does with a bond written in
+//! `/etc/network/interfaces`.
+//!
+//! Data flows one way: [`spec`] → [`model`] (what the kernel should do) and
+//! [`spec`] → [`topology`] → [`apply`] → [`observe`] (what it did), then [`checks`] → [`report`].
+//! [`suite`] finds the cases, [`run`] carries them out, [`kernel`] finds a kernel with a bonding
+//! driver (the host's, or a User-Mode Linux guest).
+
+pub mod apply;
+pub mod checks;
+pub mod error;
+pub mod kernel;
+pub mod model;
+pub mod netlink;
+pub mod netns;
+pub mod observe;
+pub mod perturb;
+pub mod procfs;
+pub mod report;
+pub mod run;
+pub mod spec;
+pub mod suite;
+pub mod topology;
+
+pub use error::{Error, Result};

@@ -1,0 +1,136 @@
+//! The `bondcheck` command line: a thin layer over the library.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use bondcheck::kernel::{self, Backend, Choice, KernelInfo};
+use bondcheck::{Error, run, suite};
+
+#[derive(Parser)]
+#[command(name = "bondcheck", version, about = "Verifies what the Linux bonding driver really does with your bond")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build each case's bond in a real kernel, observe it and check it against the model.
+    Run {
+        /// interfaces(5) files, suite case folders (holding case.toml) or folders of cases.
+        #[arg(default_value = "suites")]
+        paths: Vec<PathBuf>,
+        /// Write the JSON report here.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        /// Where to get a kernel with a bonding driver.
+        #[arg(long, value_enum, default_value = "auto")]
+        kernel: Choice,
+        /// Folder of topology files named by the cases.
+        #[arg(long, value_name = "DIR", default_value = "veth-topologies")]
+        topologies: PathBuf,
+    },
+    /// Say which kernel backends work here, and why the others do not.
+    Doctor,
+}
+
+/// Where this process runs: on the host, or as init of a UML guest (with its boot time).
+#[derive(Clone, Copy)]
+enum Place {
+    Host,
+    Guest { boot_ms: f64 },
+}
+
+fn main() {
+    match kernel::uml::guest_job() {
+        None => std::process::exit(dispatch(std::env::args_os().collect(), Place::Host)),
+        Some(job) => {
+            let code = match kernel::uml::guest_init(&job) {
+                Ok(boot_ms) => {
+                    let args = job.args.into_iter().map(OsString::from).collect();
+                    // Init must never die: a panic becomes an error exit handed to the host.
+                    std::panic::catch_unwind(|| dispatch(args, Place::Guest { boot_ms })).unwrap_or(1)
+                }
+                Err(e) => report_error(&e),
+            };
+            kernel::uml::guest_exit(code)
+        }
+    }
+}
+
+fn report_error(e: &Error) -> i32 {
+    eprintln!("bondcheck: error: {e}");
+    e.exit_code()
+}
+
+fn dispatch(args: Vec<OsString>, place: Place) -> i32 {
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let result = match cli.command {
+        Command::Doctor => Ok(doctor()),
+        Command::Run { paths, report, kernel, topologies } => {
+            run_command(args, place, &paths, report, kernel, &topologies)
+        }
+    };
+    result.unwrap_or_else(|e| report_error(&e))
+}
+
+fn doctor() -> i32 {
+    let probes = kernel::probes();
+    for p in &probes {
+        let word = if p.usable { "usable" } else { "not usable" };
+        println!("{:<5} {word}: {}", p.backend, p.detail);
+    }
+    match probes.iter().find(|p| p.usable) {
+        Some(p) => {
+            println!("--kernel auto uses: {}", p.backend);
+            0
+        }
+        None => {
+            println!("no backend gives a bonding kernel: apt-get install user-mode-linux");
+            3
+        }
+    }
+}
+
+fn run_command(
+    args: Vec<OsString>,
+    place: Place,
+    paths: &[PathBuf],
+    report: Option<PathBuf>,
+    choice: Choice,
+    topologies: &std::path::Path,
+) -> Result<i32, Error> {
+    // Read every input before any kernel is touched: bad input costs no guest boot.
+    let mut cases = Vec::new();
+    for path in paths {
+        cases.extend(suite::discover(path, topologies)?);
+    }
+    let kernel = match place {
+        Place::Guest { boot_ms } => KernelInfo { boot_ms: Some(boot_ms), ..KernelInfo::current("uml") },
+        Place::Host => match kernel::select(choice)? {
+            Backend::Host => KernelInfo::current("host"),
+            Backend::Uml(uml) => {
+                println!("bondcheck: booting {} ...", uml.describe());
+                return kernel::uml::run_in_guest(&uml, args);
+            }
+        },
+    };
+    if let Some(ms) = kernel.boot_ms {
+        println!("bondcheck: in a UML guest, Linux {} (booted in {ms:.0} ms)", kernel.release);
+    }
+    let report_data = run::run(&cases, kernel, |case| print!("{}", case.text()))?;
+    println!("{}", report_data.summary_text());
+    if let Some(path) = report {
+        report_data.write_json(&path)?;
+        println!("report: {}", path.display());
+    }
+    Ok(report_data.exit_code())
+}

@@ -1,0 +1,77 @@
+//! What the kernel shows of a bond: its netlink view (IFLA_BOND_*, IFLA_BOND_SLAVE_*) and its
+//! /proc/net/bonding view, in one shape so checks can compare them field by field.
+
+use std::time::{Duration, Instant};
+
+use rtnetlink::Handle;
+
+use crate::error::{Error, Result};
+use crate::netlink;
+use crate::netns::AnonNetns;
+use crate::procfs::{self, ProcBond};
+
+/// A bond as one of the kernel's views reports it. A field is None where that view does not
+/// show it (e.g. /proc has no admin up flag); comparisons skip such fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BondView {
+    pub mode: Option<String>,
+    pub miimon: Option<u32>,
+    pub updelay: Option<u32>,
+    pub downdelay: Option<u32>,
+    /// The primary slave's name, or "none".
+    pub primary: Option<String>,
+    pub up: Option<bool>,
+    pub carrier: Option<bool>,
+    pub slaves: Vec<SlaveView>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SlaveView {
+    pub name: String,
+    /// "up", "going down", "down" or "going back", as /proc/net/bonding words it.
+    pub mii_status: Option<String>,
+    /// "active" or "backup".
+    pub state: Option<String>,
+    pub link_failure_count: Option<u32>,
+    pub perm_hwaddr: Option<String>,
+    pub queue_id: Option<u16>,
+}
+
+impl BondView {
+    pub fn slave(&self, name: &str) -> Option<&SlaveView> {
+        self.slaves.iter().find(|s| s.name == name)
+    }
+}
+
+/// The netlink view once `settled` holds, or at `deadline` whatever it is then. Polls with
+/// one link dump per round: slave FAIL/BACK states are not announced by the kernel, so waiting
+/// on events alone could not see them (kernel-bonding.md §4.3).
+pub async fn netlink_view_settled(
+    h: &Handle,
+    bond: &str,
+    deadline: Duration,
+    settled: impl Fn(&BondView) -> bool,
+) -> Result<(BondView, Duration)> {
+    const POLL: Duration = Duration::from_millis(10);
+    let start = Instant::now();
+    loop {
+        let links = netlink::links(h).await.map_err(|r| Error::run(format!("link dump refused: {r}")))?;
+        let view = netlink::bond_view(&links, bond)
+            .ok_or_else(|| Error::run(format!("bond {bond} is gone from its namespace")))?;
+        let waited = start.elapsed();
+        if settled(&view) || waited >= deadline {
+            return Ok((view, waited));
+        }
+        tokio::time::sleep(POLL.min(deadline - waited)).await;
+    }
+}
+
+/// Reads and parses `/proc/net/bonding/<bond>` as seen from inside `ns`.
+pub fn procfs_view(ns: &AnonNetns, bond: &str) -> Result<ProcBond> {
+    // /proc/net follows the thread-group leader's namespace, /proc/thread-self/net this thread's.
+    let path = format!("/proc/thread-self/net/bonding/{bond}");
+    let text = ns
+        .run(|| std::fs::read_to_string(&path))?
+        .map_err(|e| Error::run(format!("cannot read {path} in the bond's namespace: {e}")))?;
+    procfs::parse(&text).map_err(|e| Error::run(format!("{path}: {e}")))
+}

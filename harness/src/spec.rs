@@ -1,0 +1,690 @@
+//! The bond an admin wrote: an `/etc/network/interfaces` file (interfaces(5), as Debian's
+//! ifupdown reads it) with ifenslave's `bond-*` options, turned into typed settings that keep
+//! the file:line:column they came from.
+//!
+//! This parser covers the subset of the language that the suites use: `auto`/`allow-*`, `iface`
+//! stanzas with option lines, comments and backslash continuation lines. Keywords it does not
+//! follow yet (`source`, `mapping`, ...) and `bond-*` options it cannot apply yet are errors,
+//! never silently dropped: a verdict must not cover a bond other than the one written.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Location, Result};
+
+/// One parsed spec file: exactly one bond, with what the file said about it.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub bond: Bond,
+    /// Lines that are valid interfaces(5) but have no effect on what bondcheck builds.
+    pub notes: Vec<Finding>,
+}
+
+/// Something worth telling the user about a place in a file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Finding {
+    pub at: Location,
+    pub message: String,
+}
+
+/// A value as written, with where it was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting<T> {
+    pub value: T,
+    pub at: Location,
+}
+
+/// The bond master's stanza and the slaves that join it.
+#[derive(Debug, Clone)]
+pub struct Bond {
+    pub name: String,
+    pub at: Location,
+    /// In enslave order: `bond-slaves` first, then slaves naming this bond in `bond-master`.
+    pub slaves: Vec<Setting<String>>,
+    pub mode: Option<Setting<Mode>>,
+    pub miimon: Option<Setting<u32>>,
+    pub updelay: Option<Setting<u32>>,
+    pub downdelay: Option<Setting<u32>>,
+    /// ifenslave's `bond-primary` is a list: the first one that is enslaved becomes primary.
+    pub primary: Option<Setting<Vec<String>>>,
+    pub address: Option<Setting<Ipv4Net>>,
+}
+
+/// The seven bonding modes, with the names and numbers ifenslave and the kernel accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Mode {
+    BalanceRr,
+    ActiveBackup,
+    BalanceXor,
+    Broadcast,
+    Ieee8023ad,
+    BalanceTlb,
+    BalanceAlb,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 7] = [
+        Mode::BalanceRr,
+        Mode::ActiveBackup,
+        Mode::BalanceXor,
+        Mode::Broadcast,
+        Mode::Ieee8023ad,
+        Mode::BalanceTlb,
+        Mode::BalanceAlb,
+    ];
+
+    /// The kernel's name (bond_options.c `bond_mode_tbl`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::BalanceRr => "balance-rr",
+            Mode::ActiveBackup => "active-backup",
+            Mode::BalanceXor => "balance-xor",
+            Mode::Broadcast => "broadcast",
+            Mode::Ieee8023ad => "802.3ad",
+            Mode::BalanceTlb => "balance-tlb",
+            Mode::BalanceAlb => "balance-alb",
+        }
+    }
+
+    /// The number in include/uapi/linux/if_bonding.h, which is also IFLA_BOND_MODE's value.
+    pub fn number(self) -> u8 {
+        Mode::ALL.iter().position(|m| *m == self).expect("listed") as u8
+    }
+
+    pub fn from_number(n: u8) -> Option<Mode> {
+        Mode::ALL.get(usize::from(n)).copied()
+    }
+
+    /// Parses what `bond-mode` may hold: a name or a number 0-6.
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s.parse::<u8>() {
+            Ok(n) => Mode::from_number(n),
+            Err(_) => Mode::ALL.into_iter().find(|m| m.name() == s),
+        }
+    }
+
+    /// Modes whose driver honours `primary` (bond_options.c: unsuppmodes of BOND_OPT_PRIMARY).
+    pub fn uses_primary(self) -> bool {
+        matches!(self, Mode::ActiveBackup | Mode::BalanceTlb | Mode::BalanceAlb)
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An IPv4 address with its prefix length, as `ip addr` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Net {
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl fmt::Display for Ipv4Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// ifenslave 2.13 options that bondcheck does not apply yet: named so the error says so
+/// instead of calling them unknown.
+const IFENSLAVE_NOT_YET: &[&str] = &[
+    "bond-use-carrier",
+    "bond-arp-interval",
+    "bond-arp-ip-target",
+    "bond-arp-validate",
+    "bond-primary-reselect",
+    "bond-fail-over-mac",
+    "bond-xmit-hash-policy",
+    "bond-lacp-rate",
+    "bond-ad-select",
+    "bond-num-grat-arp",
+    "bond-num-unsol-na",
+    "bond-packets-per-slave",
+    "bond-tlb-dynamic-lb",
+    "bond-queue-id",
+    "bond-active-slave",
+    "bond-give-a-chance",
+];
+
+/// Options of ifupdown's inet static method that configure nothing on the interface itself.
+const STATIC_UNUSED: &[&str] = &["network", "broadcast"];
+
+/// Reads and parses a spec file.
+pub fn load(path: &Path) -> Result<Spec> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, &e))?;
+    parse(path, &text)
+}
+
+/// Parses spec text; `path` is only used to name places in errors and findings.
+pub fn parse(path: &Path, text: &str) -> Result<Spec> {
+    let stanzas = stanzas(path, text)?;
+    let mut notes = Vec::new();
+    let bond = bond_from(path, &stanzas, &mut notes)?;
+    Ok(Spec {
+        path: path.to_path_buf(),
+        sha256: format!("{:x}", Sha256::digest(text.as_bytes())),
+        bond,
+        notes,
+    })
+}
+
+/// A word of a logical line and the 1-based column where it starts.
+#[derive(Debug, Clone)]
+struct Word {
+    text: String,
+    column: usize,
+}
+
+#[derive(Debug)]
+struct OptionLine {
+    key: Word,
+    values: Vec<Word>,
+    line: usize,
+}
+
+#[derive(Debug)]
+struct Stanza {
+    name: String,
+    family: String,
+    method: Word,
+    line: usize,
+    options: Vec<OptionLine>,
+}
+
+/// Splits the file into `iface` stanzas, checking the top-level grammar on the way.
+fn stanzas(path: &Path, text: &str) -> Result<Vec<Stanza>> {
+    let mut out: Vec<Stanza> = Vec::new();
+    for (line, words) in logical_lines(text) {
+        let keyword = &words[0];
+        match keyword.text.as_str() {
+            "auto" => {}
+            k if k.starts_with("allow-") => {}
+            "iface" => {
+                let [_, name, family, method] = &words[..] else {
+                    let column = words.get(4).map_or(keyword.column, |w| w.column);
+                    return Err(Error::input(
+                        path,
+                        line,
+                        column,
+                        "expected `iface NAME FAMILY METHOD`",
+                    ));
+                };
+                out.push(Stanza {
+                    name: name.text.clone(),
+                    family: family.text.clone(),
+                    method: method.clone(),
+                    line,
+                    options: Vec::new(),
+                });
+            }
+            k @ ("mapping" | "source" | "source-directory" | "source-dir" | "rename") => {
+                return Err(Error::input(
+                    path,
+                    line,
+                    keyword.column,
+                    format!("`{k}` is valid interfaces(5) but bondcheck does not follow it yet"),
+                ));
+            }
+            _ => match out.last_mut() {
+                Some(stanza) => stanza.options.push(OptionLine {
+                    key: keyword.clone(),
+                    values: words[1..].to_vec(),
+                    line,
+                }),
+                None => {
+                    return Err(Error::input(
+                        path,
+                        line,
+                        keyword.column,
+                        format!("`{}` is neither a keyword nor inside an iface stanza", keyword.text),
+                    ));
+                }
+            },
+        }
+    }
+    Ok(out)
+}
+
+/// Joins backslash continuations and drops blank and comment lines; yields the first physical
+/// line number of each logical line and its words.
+fn logical_lines(text: &str) -> Vec<(usize, Vec<Word>)> {
+    let mut out = Vec::new();
+    let mut pending: Option<(usize, String)> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let (start, mut buf) = pending.take().unwrap_or((i + 1, String::new()));
+        let trimmed = raw.trim_end();
+        // interfaces(5): a comment is a line whose first non-blank character is `#`.
+        if buf.is_empty() && trimmed.trim_start().starts_with('#') {
+            continue;
+        }
+        match trimmed.strip_suffix('\\') {
+            Some(head) => {
+                buf.push_str(head);
+                pending = Some((start, buf));
+            }
+            None => {
+                buf.push_str(trimmed);
+                let words = words(&buf);
+                if !words.is_empty() {
+                    out.push((start, words));
+                }
+            }
+        }
+    }
+    if let Some((start, buf)) = pending {
+        let words = words(&buf);
+        if !words.is_empty() {
+            out.push((start, words));
+        }
+    }
+    out
+}
+
+fn words(line: &str) -> Vec<Word> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (col, ch) in line.chars().enumerate() {
+        match (ch.is_whitespace(), start) {
+            (false, None) => start = Some(col),
+            (true, Some(s)) => {
+                out.push(Word { text: line.chars().skip(s).take(col - s).collect(), column: s + 1 });
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        out.push(Word { text: line.chars().skip(s).collect(), column: s + 1 });
+    }
+    out
+}
+
+fn is_master(stanza: &Stanza) -> bool {
+    stanza.options.iter().any(|o| matches!(o.key.text.as_str(), "bond-slaves" | "slaves"))
+}
+
+/// Finds the one bond master and interprets its options and those of its slaves.
+fn bond_from(path: &Path, stanzas: &[Stanza], notes: &mut Vec<Finding>) -> Result<Bond> {
+    let masters: Vec<&Stanza> = stanzas.iter().filter(|s| is_master(s)).collect();
+    let master = match masters[..] {
+        [one] => one,
+        [] => {
+            return Err(Error::input(
+                path,
+                1,
+                1,
+                "no bond here: no iface stanza has `bond-slaves`",
+            ));
+        }
+        [_, second, ..] => {
+            return Err(Error::input(
+                path,
+                second.line,
+                1,
+                "a second bond: bondcheck verifies one bond per spec file",
+            ));
+        }
+    };
+    let at = |line: usize, column: usize| Location::new(path, line, column);
+    if master.family != "inet" {
+        return Err(Error::input(
+            path,
+            master.line,
+            1,
+            format!("bond stanza family `{}`: only `inet` is supported yet", master.family),
+        ));
+    }
+    match master.method.text.as_str() {
+        "static" | "manual" => {}
+        m => {
+            return Err(Error::input(
+                path,
+                master.line,
+                master.method.column,
+                format!("method `{m}`: bondcheck applies `static` and `manual` bonds only"),
+            ));
+        }
+    }
+
+    let mut bond = Bond {
+        name: master.name.clone(),
+        at: at(master.line, 1),
+        slaves: Vec::new(),
+        mode: None,
+        miimon: None,
+        updelay: None,
+        downdelay: None,
+        primary: None,
+        address: None,
+    };
+    let mut netmask: Option<(u8, Location)> = None;
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for opt in &master.options {
+        let key = opt.key.text.as_str();
+        if let Some(first) = seen.insert(key, opt.line) {
+            return Err(Error::input(
+                path,
+                opt.line,
+                opt.key.column,
+                format!("`{key}` given twice in this stanza (first on line {first})"),
+            ));
+        }
+        let value_at = |w: &Word| at(opt.line, w.column);
+        let one = || -> Result<&Word> {
+            match &opt.values[..] {
+                [v] => Ok(v),
+                [] => Err(Error::input(path, opt.line, opt.key.column, format!("`{key}` needs a value"))),
+                [_, extra, ..] => Err(Error::input(
+                    path,
+                    opt.line,
+                    extra.column,
+                    format!("`{key}` takes one value"),
+                )),
+            }
+        };
+        let millis = || -> Result<Setting<u32>> {
+            let w = one()?;
+            let value = w.text.parse::<u32>().map_err(|_| {
+                Error::input(
+                    path,
+                    opt.line,
+                    w.column,
+                    format!("`{key}` wants milliseconds (a whole number), not `{}`", w.text),
+                )
+            })?;
+            Ok(Setting { value, at: value_at(w) })
+        };
+        let list = || -> Result<Setting<Vec<String>>> {
+            let first = opt.values.first().ok_or_else(|| {
+                Error::input(path, opt.line, opt.key.column, format!("`{key}` needs a value"))
+            })?;
+            Ok(Setting { value: opt.values.iter().map(|w| w.text.clone()).collect(), at: value_at(first) })
+        };
+        match key {
+            "bond-slaves" | "slaves" => {
+                if key == "slaves" {
+                    notes.push(Finding {
+                        at: at(opt.line, opt.key.column),
+                        message: "`slaves` is deprecated in ifenslave; write `bond-slaves`".into(),
+                    });
+                }
+                let names = list()?;
+                match names.value.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+                    ["none"] => {}
+                    ["all"] => {
+                        return Err(Error::input(
+                            path,
+                            opt.line,
+                            names.at.column,
+                            "`all` (every physical NIC) cannot be built in a veth topology",
+                        ));
+                    }
+                    _ => {
+                        for (w, name) in opt.values.iter().zip(names.value) {
+                            bond.slaves.push(Setting { value: name, at: value_at(w) });
+                        }
+                    }
+                }
+            }
+            "bond-mode" => {
+                let w = one()?;
+                let mode = Mode::parse(&w.text).ok_or_else(|| {
+                    Error::input(
+                        path,
+                        opt.line,
+                        w.column,
+                        format!(
+                            "unknown bond mode `{}` (expected 0-6 or one of: {})",
+                            w.text,
+                            Mode::ALL.map(Mode::name).join(", ")
+                        ),
+                    )
+                })?;
+                bond.mode = Some(Setting { value: mode, at: value_at(w) });
+            }
+            "bond-miimon" => bond.miimon = Some(millis()?),
+            "bond-updelay" => bond.updelay = Some(millis()?),
+            "bond-downdelay" => bond.downdelay = Some(millis()?),
+            "bond-primary" => bond.primary = Some(list()?),
+            "address" => {
+                let w = one()?;
+                let (addr, prefix) = match w.text.split_once('/') {
+                    Some((a, p)) => (a, Some(p)),
+                    None => (w.text.as_str(), None),
+                };
+                let bad = || Error::input(path, opt.line, w.column, format!("`{}` is not an IPv4 address", w.text));
+                let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
+                let prefix = match prefix {
+                    Some(p) => Some(p.parse::<u8>().ok().filter(|p| *p <= 32).ok_or_else(bad)?),
+                    None => None,
+                };
+                bond.address = Some(Setting {
+                    value: Ipv4Net { addr, prefix: prefix.unwrap_or(32) },
+                    at: value_at(w),
+                });
+                if prefix.is_some() {
+                    seen.insert("address/prefix", opt.line);
+                }
+            }
+            "netmask" => {
+                let w = one()?;
+                let prefix = netmask_prefix(&w.text).ok_or_else(|| {
+                    Error::input(path, opt.line, w.column, format!("`{}` is not a netmask", w.text))
+                })?;
+                netmask = Some((prefix, value_at(w)));
+            }
+            "gateway" => {
+                let w = one()?;
+                w.text.parse::<Ipv4Addr>().map_err(|_| {
+                    Error::input(path, opt.line, w.column, format!("`{}` is not an IPv4 address", w.text))
+                })?;
+                notes.push(Finding {
+                    at: at(opt.line, opt.key.column),
+                    message: "`gateway` is not applied by bondcheck yet: no check covers the default route".into(),
+                });
+            }
+            k if STATIC_UNUSED.contains(&k) => notes.push(Finding {
+                at: at(opt.line, opt.key.column),
+                message: format!("`{k}` is not used by ifupdown's static method: the kernel derives it"),
+            }),
+            k if IFENSLAVE_NOT_YET.contains(&k) => {
+                return Err(Error::input(
+                    path,
+                    opt.line,
+                    opt.key.column,
+                    format!("`{k}` is an ifenslave option bondcheck cannot apply yet"),
+                ));
+            }
+            k if k.starts_with("bond-") => {
+                return Err(Error::input(path, opt.line, opt.key.column, format!("unknown bond option `{k}`")));
+            }
+            k => notes.push(Finding {
+                at: at(opt.line, opt.key.column),
+                message: format!("`{k}` is not applied by bondcheck: no check covers it"),
+            }),
+        }
+    }
+    if let Some((prefix, nat)) = netmask {
+        match &mut bond.address {
+            Some(a) if seen.contains_key("address/prefix") => {
+                return Err(Error::input(
+                    path,
+                    nat.line,
+                    nat.column,
+                    format!("`netmask` and a prefix on `address` ({}) both given", a.value),
+                ));
+            }
+            Some(a) => a.value.prefix = prefix,
+            None => {
+                return Err(Error::input(path, nat.line, nat.column, "`netmask` without `address`"));
+            }
+        }
+    }
+    if master.method.text == "static" && bond.address.is_none() {
+        return Err(Error::input(path, master.line, master.method.column, "`static` needs an `address`"));
+    }
+
+    // Slaves may also join from their own stanza, the way ifenslave's `bond-master` works.
+    for stanza in stanzas.iter().filter(|s| !std::ptr::eq(*s, master)) {
+        for opt in &stanza.options {
+            if opt.key.text == "bond-master" && opt.values.first().is_some_and(|v| v.text == bond.name) {
+                let at = at(opt.line, opt.key.column);
+                bond.slaves.push(Setting { value: stanza.name.clone(), at });
+            }
+        }
+    }
+    let mut names: BTreeMap<&str, &Location> = BTreeMap::new();
+    for s in &bond.slaves {
+        if let Some(first) = names.insert(&s.value, &s.at) {
+            return Err(Error::input(
+                path,
+                s.at.line,
+                s.at.column,
+                format!("slave `{}` listed twice (first at line {})", s.value, first.line),
+            ));
+        }
+        if s.value.len() > 15 || s.value.contains('/') || s.value == bond.name {
+            return Err(Error::input(path, s.at.line, s.at.column, format!("`{}` is not a valid slave name", s.value)));
+        }
+    }
+    if bond.slaves.is_empty() {
+        return Err(Error::input(path, master.line, 1, format!("bond `{}` has no slaves", bond.name)));
+    }
+    Ok(bond)
+}
+
+/// `255.255.255.0` or `24` to a prefix length; None for a non-contiguous mask.
+fn netmask_prefix(s: &str) -> Option<u8> {
+    if let Ok(p) = s.parse::<u8>() {
+        return (p <= 32).then_some(p);
+    }
+    let bits = u32::from(s.parse::<Ipv4Addr>().ok()?);
+    let prefix = bits.leading_ones();
+    (bits.checked_shl(prefix).unwrap_or(0) == 0).then_some(prefix as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOWTO: &str = "\
+# The Debian bonding how-to
+auto lo
+iface lo inet loopback
+
+auto bond0
+iface bond0 inet static
+    address 192.168.122.188
+    netmask 255.255.255.0
+    network 192.168.122.0
+    broadcast 192.168.122.255
+    gateway 192.168.122.1
+    bond-slaves enp1s0 enp7s0
+    bond-mode balance-rr
+    bond-miimon 100
+    bond-downdelay 220
+    bond-updelay 220
+    bond-primary enp1s0 enp7s0
+";
+
+    fn parse_str(text: &str) -> Result<Spec> {
+        parse(Path::new("t/interfaces"), text)
+    }
+
+    fn err(text: &str) -> String {
+        parse_str(text).expect_err("must fail").to_string()
+    }
+
+    #[test]
+    fn howto_file_parses_to_typed_settings() {
+        let spec = parse_str(HOWTO).unwrap();
+        let b = &spec.bond;
+        assert_eq!(b.name, "bond0");
+        let slaves: Vec<_> = b.slaves.iter().map(|s| s.value.as_str()).collect();
+        assert_eq!(slaves, ["enp1s0", "enp7s0"]);
+        assert_eq!(b.mode.as_ref().unwrap().value, Mode::BalanceRr);
+        assert_eq!(b.miimon.as_ref().unwrap().value, 100);
+        assert_eq!(b.updelay.as_ref().unwrap().value, 220);
+        assert_eq!(b.updelay.as_ref().unwrap().at.line, 16);
+        assert_eq!(b.updelay.as_ref().unwrap().at.column, 19);
+        assert_eq!(b.downdelay.as_ref().unwrap().value, 220);
+        assert_eq!(b.primary.as_ref().unwrap().value, ["enp1s0", "enp7s0"]);
+        assert_eq!(b.address.as_ref().unwrap().value.to_string(), "192.168.122.188/24");
+        let lines: Vec<_> = spec.notes.iter().map(|n| n.at.line).collect();
+        assert_eq!(lines, [9, 10, 11], "network, broadcast and gateway are noted as not applied");
+        assert_eq!(spec.sha256.len(), 64);
+    }
+
+    #[test]
+    fn modes_by_name_and_number() {
+        for m in Mode::ALL {
+            assert_eq!(Mode::parse(m.name()), Some(m));
+            assert_eq!(Mode::parse(&m.number().to_string()), Some(m));
+        }
+        assert_eq!(Mode::parse("7"), None);
+        assert_eq!(Mode::parse("round-robin"), None);
+    }
+
+    #[test]
+    fn continuation_lines_join_and_comments_are_skipped() {
+        let spec = parse_str(
+            "iface bond0 inet manual\n  # a comment\n  bond-slaves eth0 \\\n    eth1\n  bond-miimon 100\n",
+        )
+        .unwrap();
+        let slaves: Vec<_> = spec.bond.slaves.iter().map(|s| s.value.as_str()).collect();
+        assert_eq!(slaves, ["eth0", "eth1"]);
+        assert_eq!(spec.bond.miimon.unwrap().at.line, 5);
+    }
+
+    #[test]
+    fn bond_master_on_a_slave_stanza_enslaves_it() {
+        let spec = parse_str(
+            "iface bond0 inet manual\n bond-slaves none\n\niface eth0 inet manual\n bond-master bond0\n",
+        )
+        .unwrap();
+        assert_eq!(spec.bond.slaves[0].value, "eth0");
+        assert_eq!(spec.bond.slaves[0].at.line, 5);
+    }
+
+    #[test]
+    fn netmask_forms() {
+        assert_eq!(netmask_prefix("255.255.255.0"), Some(24));
+        assert_eq!(netmask_prefix("255.255.0.0"), Some(16));
+        assert_eq!(netmask_prefix("255.255.255.255"), Some(32));
+        assert_eq!(netmask_prefix("0.0.0.0"), Some(0));
+        assert_eq!(netmask_prefix("255.0.255.0"), None);
+        assert_eq!(netmask_prefix("24"), Some(24));
+        assert_eq!(netmask_prefix("33"), None);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_column() {
+        assert_eq!(
+            err("iface bond0 inet static\n address 10.0.0.1\n bond-slaves a b\n bond-miimon 1OO\n"),
+            "t/interfaces:4:14: `bond-miimon` wants milliseconds (a whole number), not `1OO`"
+        );
+        assert_eq!(
+            err("iface bond0 inet manual\n bond-slaves a\n bond-mode fastest\n"),
+            "t/interfaces:3:12: unknown bond mode `fastest` (expected 0-6 or one of: balance-rr, \
+             active-backup, balance-xor, broadcast, 802.3ad, balance-tlb, balance-alb)"
+        );
+        assert_eq!(err("  bond-slaves a\n"), "t/interfaces:1:3: `bond-slaves` is neither a keyword nor inside an iface stanza");
+        assert_eq!(err("iface bond0 inet\n"), "t/interfaces:1:1: expected `iface NAME FAMILY METHOD`");
+        assert!(err("source /etc/network/interfaces.d/*\n").starts_with("t/interfaces:1:1: `source`"));
+        assert!(err("iface bond0 inet manual\n bond-slaves a\n bond-lacp-rate fast\n").contains("cannot apply yet"));
+        assert!(err("iface bond0 inet manual\n bond-slaves a\n bond-foo 1\n").contains("unknown bond option `bond-foo`"));
+        assert!(err("iface bond0 inet manual\n bond-slaves a a\n").starts_with("t/interfaces:2:16: slave `a` listed twice"));
+        assert!(err("iface bond0 inet static\n bond-slaves a\n").contains("`static` needs an `address`"));
+        assert!(err("iface bond0 inet manual\n bond-slaves a\n bond-miimon 1\n bond-miimon 2\n").contains("given twice"));
+        assert!(err("auto lo\niface lo inet loopback\n").contains("no bond here"));
+    }
+}

@@ -1,0 +1,236 @@
+//! Suite cases: data files that say which spec to verify on which topology, and, for negative
+//! controls, which real deviation to inject into the bond and which checks must then fail.
+//!
+//! A case is a folder holding `case.toml` (format in suites/README.md). A plain interfaces(5)
+//! file given on the command line is a case too, on the default topology.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::spec::{self, Mode, Spec};
+use crate::topology::Topology;
+
+/// The file that makes a folder a suite case.
+pub const CASE_FILE: &str = "case.toml";
+/// The topology a plain interfaces file runs on.
+pub const DEFAULT_TOPOLOGY: &str = "standalone";
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct CaseFile {
+    description: String,
+    /// Path of the interfaces(5) file, relative to the case folder.
+    spec: PathBuf,
+    /// Name of a file in veth-topologies/ (without `.toml`).
+    topology: String,
+    negative_control: Option<NegativeControlFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct NegativeControlFile {
+    must_fail: Vec<String>,
+    perturb: Vec<PerturbationFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct PerturbationFile {
+    at: Moment,
+    action: String,
+    value: Option<toml::Value>,
+}
+
+/// A deliberate deviation and the checks it must make fail, no more and no fewer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NegativeControl {
+    pub must_fail: Vec<String>,
+    pub perturb: Vec<Perturbation>,
+}
+
+/// One change made to the real bond behind the applier's back, and when.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Perturbation {
+    pub at: Moment,
+    pub change: Change,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Moment {
+    /// After the spec has been applied, before anything is observed.
+    AfterApply,
+    /// After the netlink view was read and before /proc is read.
+    BetweenViews,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Change {
+    SetMiimon(u32),
+    SetUpdelay(u32),
+    SetDowndelay(u32),
+    /// Release the slaves, change the mode, enslave them again.
+    SetMode(Mode),
+    SetPrimary(String),
+    /// Take a slave's peer end down, so the slave loses carrier.
+    PeerDown(String),
+    FlushAddress,
+}
+
+impl PerturbationFile {
+    fn typed(&self) -> std::result::Result<Perturbation, String> {
+        let millis = || match &self.value {
+            Some(toml::Value::Integer(n)) => u32::try_from(*n).map_err(|_| format!("{n} is out of range")),
+            _ => Err(format!("`{}` needs `value` in milliseconds", self.action)),
+        };
+        let text = || match &self.value {
+            Some(toml::Value::String(s)) => Ok(s.clone()),
+            _ => Err(format!("`{}` needs a string `value`", self.action)),
+        };
+        let change = match self.action.as_str() {
+            "set-miimon" => Change::SetMiimon(millis()?),
+            "set-updelay" => Change::SetUpdelay(millis()?),
+            "set-downdelay" => Change::SetDowndelay(millis()?),
+            "set-mode" => {
+                let name = text()?;
+                Change::SetMode(Mode::parse(&name).ok_or(format!("unknown mode `{name}`"))?)
+            }
+            "set-primary" => Change::SetPrimary(text()?),
+            "peer-down" => Change::PeerDown(text()?),
+            "flush-address" => Change::FlushAddress,
+            other => return Err(format!("unknown perturbation `{other}`")),
+        };
+        Ok(Perturbation { at: self.at, change })
+    }
+}
+
+/// A case ready to run.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// Path of the case folder (or spec file) relative to where it was found, e.g.
+    /// `debian-howto` or `negative-controls/updelay-changed`.
+    pub name: String,
+    pub path: PathBuf,
+    pub description: String,
+    pub spec: Spec,
+    pub topology: Topology,
+    pub negative_control: Option<NegativeControl>,
+}
+
+/// Finds the cases under `path`: a case folder, a folder of case folders (searched
+/// recursively, in name order), a `case.toml`, or a plain interfaces file.
+pub fn discover(path: &Path, topologies: &Path) -> Result<Vec<Case>> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::file(path, &e))?;
+    let mut out = Vec::new();
+    if meta.is_dir() {
+        walk(path, path, topologies, &mut out)?;
+        if out.is_empty() {
+            return Err(Error::File { path: path.into(), message: format!("no {CASE_FILE} below this folder") });
+        }
+    } else if path.file_name().is_some_and(|n| n == CASE_FILE) {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        out.push(load_case(dir, &display_name(dir), topologies)?);
+    } else {
+        out.push(Case {
+            name: display_name(path),
+            path: path.to_path_buf(),
+            description: "interfaces file given on the command line".into(),
+            spec: spec::load(path)?,
+            topology: Topology::load(&topologies.join(format!("{DEFAULT_TOPOLOGY}.toml")))?,
+            negative_control: None,
+        });
+    }
+    Ok(out)
+}
+
+fn display_name(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+fn walk(root: &Path, dir: &Path, topologies: &Path, out: &mut Vec<Case>) -> Result<()> {
+    if dir.join(CASE_FILE).is_file() {
+        let name = match dir.strip_prefix(root) {
+            Ok(rel) if !rel.as_os_str().is_empty() => rel.display().to_string(),
+            _ => display_name(dir),
+        };
+        out.push(load_case(dir, &name, topologies)?);
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::file(dir, &e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    entries.sort();
+    for sub in entries {
+        walk(root, &sub, topologies, out)?;
+    }
+    Ok(())
+}
+
+fn load_case(dir: &Path, name: &str, topologies: &Path) -> Result<Case> {
+    let file = dir.join(CASE_FILE);
+    let text = std::fs::read_to_string(&file).map_err(|e| Error::file(&file, &e))?;
+    let parsed: CaseFile = toml::from_str(&text).map_err(|e| Error::toml(&file, &text, &e))?;
+    let line_of = |key: &str| {
+        let at = text.find(&format!("\n{key}")).map_or(0, |i| i + 1);
+        crate::error::line_column(&text, at).0
+    };
+    let spec_path = dir.join(&parsed.spec);
+    let spec = spec::load(&spec_path).map_err(|e| match e {
+        Error::File { message, .. } => Error::input(
+            &file,
+            line_of("spec"),
+            1,
+            format!("spec {}: {message}", spec_path.display()),
+        ),
+        other => other,
+    })?;
+    let topo_path = topologies.join(format!("{}.toml", parsed.topology));
+    if !topo_path.is_file() {
+        return Err(Error::input(
+            &file,
+            line_of("topology"),
+            1,
+            format!("no topology `{}` ({} does not exist)", parsed.topology, topo_path.display()),
+        ));
+    }
+    let topology = Topology::load(&topo_path)?;
+    let negative_control = match &parsed.negative_control {
+        None => None,
+        Some(nc) => {
+            let ids = crate::model::predict(&spec).check_ids();
+            let at = line_of("must-fail");
+            for id in &nc.must_fail {
+                if !ids.contains(id) {
+                    return Err(Error::input(
+                        &file,
+                        at,
+                        1,
+                        format!("must-fail names `{id}`, which is not a check of this spec ({})", ids.join(", ")),
+                    ));
+                }
+            }
+            if nc.perturb.is_empty() {
+                return Err(Error::input(&file, at, 1, "a negative control needs a perturbation"));
+            }
+            let perturb = nc
+                .perturb
+                .iter()
+                .map(|p| p.typed().map_err(|m| Error::input(&file, line_of("[[negative-control.perturb]]"), 1, m)))
+                .collect::<Result<Vec<_>>>()?;
+            Some(NegativeControl { must_fail: nc.must_fail.clone(), perturb })
+        }
+    };
+    Ok(Case {
+        name: name.to_string(),
+        path: dir.to_path_buf(),
+        description: parsed.description,
+        spec,
+        topology,
+        negative_control,
+    })
+}
