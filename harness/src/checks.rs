@@ -41,6 +41,8 @@ pub struct Verdict {
 pub struct Observation {
     pub netlink: BondView,
     pub procfs: BondView,
+    /// /proc/net/bonding/<bond> as read.
+    pub procfs_text: String,
     pub addresses: Vec<String>,
     /// How long the harness waited for the slaves to settle, and its deadline.
     #[serde(skip)]
@@ -215,6 +217,7 @@ mod tests {
         let obs = Observation {
             netlink: view(400, "up"),
             procfs: view(400, "up"),
+            procfs_text: String::new(),
             addresses: vec![],
             settle_waited: Duration::ZERO,
             settle_deadline: Duration::ZERO,

@@ -19,6 +19,8 @@ const MODE_NAMES: [(&str, &str); 7] = [
 pub struct ProcBond {
     pub driver_version: Option<String>,
     pub view: BondView,
+    /// The file as read, for the report: the parse can be checked against it.
+    pub text: String,
 }
 
 /// Parses the file's text. Unknown lines are skipped: newer kernels add fields.
@@ -68,14 +70,15 @@ pub fn parse(text: &str) -> Result<ProcBond, String> {
     }
     // Only modes with a primary print `Primary Slave`; the others have none.
     view.primary.get_or_insert_with(|| "none".into());
-    Ok(ProcBond { driver_version, view })
+    Ok(ProcBond { driver_version, view, text: text.to_string() })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// As printed by the UML 6.1.176 kernel for the how-to's bond.
+    /// The UML 6.1.176 kernel's file for the how-to's bond, with enp7s0 caught going back after
+    /// a failure and its MAC in capitals, to exercise every field.
     const UML_6_1: &str = "\
 Ethernet Channel Bonding Driver: v6.1.176
 

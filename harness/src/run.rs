@@ -148,6 +148,7 @@ async fn carry_out(
     let observation = Observation {
         netlink: netlink_view,
         procfs: proc.view,
+        procfs_text: proc.text,
         addresses,
         settle_waited: waited,
         settle_deadline: deadline,

@@ -615,7 +615,7 @@ iface bond0 inet static
         assert_eq!(b.miimon.as_ref().unwrap().value, 100);
         assert_eq!(b.updelay.as_ref().unwrap().value, 220);
         assert_eq!(b.updelay.as_ref().unwrap().at.line, 16);
-        assert_eq!(b.updelay.as_ref().unwrap().at.column, 19);
+        assert_eq!(b.updelay.as_ref().unwrap().at.column, 18);
         assert_eq!(b.downdelay.as_ref().unwrap().value, 220);
         assert_eq!(b.primary.as_ref().unwrap().value, ["enp1s0", "enp7s0"]);
         assert_eq!(b.address.as_ref().unwrap().value.to_string(), "192.168.122.188/24");

@@ -1,1 +1,113 @@
-fn main(){}
+//! The bonding suites as test trials: one trial per suite case and check, named
+//! `<case>::<check>`, run by `cargo nextest run` or `cargo test`.
+//!
+//! Each case runs once per test run, for real, through the `bondcheck` binary on the kernel
+//! `--kernel auto` picks (a UML guest on machines whose own kernel has no bonding driver).
+//! nextest runs every trial in a process of its own, so the first trial of a case runs it under
+//! a file lock and leaves the JSON report for the case's other trials of the same run.
+//!
+//! Where no backend can give a bonding kernel, the trials are listed as ignored, decided at
+//! list time, so nextest and libtest report them as skipped rather than passed.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bondcheck::kernel::{self, Choice};
+use bondcheck::suite::{self, Case};
+use libtest_mimic::{Arguments, Failed, Trial};
+use nix::fcntl::{Flock, FlockArg};
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let root = repo();
+    let cases = match suite::discover(&root.join("suites"), &root.join("veth-topologies")) {
+        Ok(cases) => cases,
+        Err(e) => {
+            let msg = e.to_string();
+            libtest_mimic::run(&args, vec![Trial::test("suites::load", move || Err(msg.into()))]).exit()
+        }
+    };
+    let no_kernel = kernel::select(Choice::Auto).err().map(|e| e.to_string());
+    if let (Some(why), false) = (&no_kernel, args.list) {
+        eprintln!("bonding trials skipped: {why}");
+    }
+    let mut trials = Vec::new();
+    for case in cases {
+        let model = bondcheck::model::predict(&case.spec);
+        for check in model.check_ids() {
+            let name = format!("{}::{check}", case.name);
+            let case = case.clone();
+            trials.push(
+                Trial::test(name, move || run_trial(&case, &check))
+                    .with_kind("bonding")
+                    .with_ignored_flag(no_kernel.is_some()),
+            );
+        }
+    }
+    libtest_mimic::run(&args, trials).exit()
+}
+
+/// One check of one case: the case's report is produced once per test run and shared.
+fn run_trial(case: &Case, check: &str) -> Result<(), Failed> {
+    let report = case_report(case)?;
+    let case_json = &report["cases"][0];
+    if let Some(err) = case_json["error"].as_str() {
+        return Err(format!("case {} could not be carried out: {err}", case.name).into());
+    }
+    let verdict = case_json["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["check"] == check))
+        .ok_or_else(|| format!("check {check} did not run in case {}", case.name))?;
+    let status = verdict["status"].as_str().unwrap_or("?");
+    let message = verdict["message"].as_str().unwrap_or("");
+    let must_fail = case.negative_control.as_ref().is_some_and(|nc| nc.must_fail.iter().any(|c| c == check));
+    match (must_fail, status) {
+        (false, "pass") => Ok(()),
+        (false, _) => Err(format!("{status}: {message}").into()),
+        (true, "fail") => {
+            println!("negative control held: {message}");
+            Ok(())
+        }
+        (true, _) => Err(format!("negative control broken: this check must fail under the perturbation, but it is {status}: {message}").into()),
+    }
+}
+
+/// Runs `bondcheck run` on the case unless another trial of this test run already did, and
+/// returns its JSON report.
+fn case_report(case: &Case) -> Result<Value, Failed> {
+    let run_id = std::env::var("NEXTEST_RUN_ID").unwrap_or_else(|_| format!("pid-{}", std::process::id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("suite-runs").join(run_id);
+    std::fs::create_dir_all(&dir)?;
+    let slug = case.name.replace(['/', ' '], "_");
+    let report = dir.join(format!("{slug}.json"));
+    let lock = File::create(dir.join(format!("{slug}.lock")))?;
+    let _held = Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, e)| format!("locking: {e}"))?;
+    if !report.exists() {
+        let out = Command::new(env!("CARGO_BIN_EXE_bondcheck"))
+            .current_dir(repo())
+            .arg("run")
+            .arg("--kernel=auto")
+            .arg("--report")
+            .arg(&report)
+            .arg(&case.path)
+            .output()?;
+        let code = out.status.code();
+        if !report.exists() || !matches!(code, Some(0 | 1)) {
+            return Err(format!(
+                "bondcheck run {} ended with {:?} and no report:\n{}{}",
+                case.path.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+            .into());
+        }
+    }
+    Ok(serde_json::from_str(&std::fs::read_to_string(&report)?)?)
+}
