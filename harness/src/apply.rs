@@ -28,30 +28,67 @@ pub struct Applied {
 
 impl Applied {
     fn record(&mut self, action: String, answer: netlink::Answer) {
-        self.steps.push(Step { action, refused: answer.err() });
+        self.steps.push(Step {
+            action,
+            refused: answer.err(),
+        });
     }
 }
 
 pub async fn apply(spec: &Spec, built: &Built) -> Result<Applied> {
     let bond = &spec.bond;
     let h: &Handle = &built.bond;
-    let create = BondOptions { mode: bond.mode.as_ref().map(|m| m.value), ..BondOptions::default() };
-    let mode_text = create.mode.map_or("the default mode".to_string(), |m| format!("mode {m}"));
+    let create = BondOptions {
+        mode: bond.mode.as_ref().map(|m| m.value),
+        ..BondOptions::default()
+    };
+    let mode_text = create
+        .mode
+        .map_or("the default mode".to_string(), |m| format!("mode {m}"));
     netlink::add_bond(h, &bond.name, &create)
         .await
-        .map_err(|r| Error::run(format!("the kernel refused to create bond {} ({mode_text}): {r}", bond.name)))?;
+        .map_err(|r| {
+            Error::run(format!(
+                "the kernel refused to create bond {} ({mode_text}): {r}",
+                bond.name
+            ))
+        })?;
     let bond_index = netlink::index_of(h, &bond.name)
         .await
         .map_err(|r| Error::run(format!("bond {} vanished after creation: {r}", bond.name)))?;
     let mut applied = Applied {
         bond_index,
-        steps: vec![Step { action: format!("create {} ({mode_text})", bond.name), refused: None }],
+        steps: vec![Step {
+            action: format!("create {} ({mode_text})", bond.name),
+            refused: None,
+        }],
     };
 
     let options = [
-        ("miimon", &bond.miimon, BondOptions { miimon: bond.miimon.as_ref().map(|s| s.value), ..Default::default() }),
-        ("updelay", &bond.updelay, BondOptions { updelay: bond.updelay.as_ref().map(|s| s.value), ..Default::default() }),
-        ("downdelay", &bond.downdelay, BondOptions { downdelay: bond.downdelay.as_ref().map(|s| s.value), ..Default::default() }),
+        (
+            "miimon",
+            &bond.miimon,
+            BondOptions {
+                miimon: bond.miimon.as_ref().map(|s| s.value),
+                ..Default::default()
+            },
+        ),
+        (
+            "updelay",
+            &bond.updelay,
+            BondOptions {
+                updelay: bond.updelay.as_ref().map(|s| s.value),
+                ..Default::default()
+            },
+        ),
+        (
+            "downdelay",
+            &bond.downdelay,
+            BondOptions {
+                downdelay: bond.downdelay.as_ref().map(|s| s.value),
+                ..Default::default()
+            },
+        ),
     ];
     for (name, setting, opts) in options {
         if let Some(s) = setting {
@@ -63,14 +100,20 @@ pub async fn apply(spec: &Spec, built: &Built) -> Result<Applied> {
     let mut enslaved = Vec::new();
     for slave in &bond.slaves {
         let answer = match netlink::index_of(h, &slave.value).await {
-            Ok(index) => netlink::enslave(h, index, bond_index).await.map(|()| enslaved.push((&slave.value, index))),
+            Ok(index) => netlink::enslave(h, index, bond_index)
+                .await
+                .map(|()| enslaved.push((&slave.value, index))),
             Err(r) => Err(r),
         };
         applied.record(format!("enslave {}", slave.value), answer);
     }
 
     if let Some(primary) = &bond.primary {
-        if let Some((name, index)) = primary.value.iter().find_map(|p| enslaved.iter().find(|(n, _)| *n == p)) {
+        if let Some((name, index)) = primary
+            .value
+            .iter()
+            .find_map(|p| enslaved.iter().find(|(n, _)| *n == p))
+        {
             let answer = netlink::set_primary(h, bond_index, *index).await;
             applied.record(format!("set primary {name}"), answer);
         }

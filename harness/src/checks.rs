@@ -76,7 +76,10 @@ fn observed(check: &str, obs: &Observation, expected: &Value) -> Value {
             _ if obs.addresses.is_empty() => Value::None,
             _ => Value::Text(obs.addresses.join(", ")),
         },
-        _ => match check.strip_prefix("slave.").and_then(|c| c.strip_suffix(".mii_status")) {
+        _ => match check
+            .strip_prefix("slave.")
+            .and_then(|c| c.strip_suffix(".mii_status"))
+        {
             Some(slave) => match v.slave(slave) {
                 Some(s) => text(&s.mii_status),
                 None => Value::Text("not enslaved".into()),
@@ -141,16 +144,31 @@ pub fn view_differences(netlink: &BondView, procfs: &BondView) -> Vec<String> {
     field("mode".into(), s(&netlink.mode), s(&procfs.mode));
     field("miimon".into(), n(netlink.miimon), n(procfs.miimon));
     field("updelay".into(), n(netlink.updelay), n(procfs.updelay));
-    field("downdelay".into(), n(netlink.downdelay), n(procfs.downdelay));
+    field(
+        "downdelay".into(),
+        n(netlink.downdelay),
+        n(procfs.downdelay),
+    );
     field("primary".into(), s(&netlink.primary), s(&procfs.primary));
-    let names = |v: &BondView| v.slaves.iter().map(|s| s.name.clone()).collect::<Vec<_>>().join(" ");
+    let names = |v: &BondView| {
+        v.slaves
+            .iter()
+            .map(|s| s.name.clone())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     field("slaves".into(), Some(names(netlink)), Some(names(procfs)));
     for a in &netlink.slaves {
-        let Some(b) = procfs.slave(&a.name) else { continue };
+        let Some(b) = procfs.slave(&a.name) else {
+            continue;
+        };
         let per = |f: fn(&SlaveView) -> Option<String>| (f(a), f(b));
         for (name, (x, y)) in [
             ("mii_status", per(|s| s.mii_status.clone())),
-            ("link_failure_count", per(|s| s.link_failure_count.map(|v| v.to_string()))),
+            (
+                "link_failure_count",
+                per(|s| s.link_failure_count.map(|v| v.to_string())),
+            ),
             ("perm_hwaddr", per(|s| s.perm_hwaddr.clone())),
             ("queue_id", per(|s| s.queue_id.map(|v| v.to_string()))),
         ] {
@@ -163,9 +181,18 @@ pub fn view_differences(netlink: &BondView, procfs: &BondView) -> Vec<String> {
 fn views_agree(netlink: &BondView, procfs: &BondView) -> Verdict {
     let diffs = view_differences(netlink, procfs);
     let (status, message) = if diffs.is_empty() {
-        (Status::Pass, "netlink and /proc/net/bonding agree on every field both show".to_string())
+        (
+            Status::Pass,
+            "netlink and /proc/net/bonding agree on every field both show".to_string(),
+        )
     } else {
-        (Status::Fail, format!("netlink and /proc/net/bonding disagree: {}", diffs.join("; ")))
+        (
+            Status::Fail,
+            format!(
+                "netlink and /proc/net/bonding disagree: {}",
+                diffs.join("; ")
+            ),
+        )
     };
     Verdict {
         check: VIEWS_AGREE.into(),
@@ -195,7 +222,11 @@ mod tests {
             primary: Some("none".into()),
             up: Some(true),
             carrier: None,
-            slaves: vec![SlaveView { name: "eth0".into(), mii_status: Some(mii.into()), ..Default::default() }],
+            slaves: vec![SlaveView {
+                name: "eth0".into(),
+                mii_status: Some(mii.into()),
+                ..Default::default()
+            }],
         }
     }
 
@@ -203,7 +234,13 @@ mod tests {
     fn views_that_differ_name_the_field_and_both_values() {
         assert!(view_differences(&view(200, "up"), &view(200, "up")).is_empty());
         let d = view_differences(&view(200, "up"), &view(400, "going back"));
-        assert_eq!(d, ["updelay: netlink 200, /proc 400", "eth0.mii_status: netlink up, /proc going back"]);
+        assert_eq!(
+            d,
+            [
+                "updelay: netlink 200, /proc 400",
+                "eth0.mii_status: netlink up, /proc going back"
+            ]
+        );
     }
 
     #[test]
@@ -212,7 +249,10 @@ mod tests {
             check: "option.updelay".into(),
             expected: Value::Number(200),
             unit: Some("ms"),
-            rule: Rule { text: "rounded".into(), source: "bond_options.c" },
+            rule: Rule {
+                text: "rounded".into(),
+                source: "bond_options.c",
+            },
         };
         let obs = Observation {
             netlink: view(400, "up"),
@@ -224,8 +264,17 @@ mod tests {
         };
         let v = compare(&e, &obs);
         assert_eq!(v.status, Status::Fail);
-        assert_eq!(v.message, "expected 200 ms, observed 400 ms; rule: rounded (bond_options.c)");
-        let ok = compare(&Expectation { expected: Value::Number(400), ..e }, &obs);
+        assert_eq!(
+            v.message,
+            "expected 200 ms, observed 400 ms; rule: rounded (bond_options.c)"
+        );
+        let ok = compare(
+            &Expectation {
+                expected: Value::Number(400),
+                ..e
+            },
+            &obs,
+        );
         assert_eq!(ok.status, Status::Pass);
     }
 }

@@ -16,7 +16,11 @@ pub struct Location {
 
 impl Location {
     pub fn new(path: &Path, line: usize, column: usize) -> Self {
-        Location { path: path.to_path_buf(), line, column }
+        Location {
+            path: path.to_path_buf(),
+            line,
+            column,
+        }
     }
 }
 
@@ -47,7 +51,10 @@ pub enum Error {
 
 impl Error {
     pub fn input(path: &Path, line: usize, column: usize, message: impl Into<String>) -> Self {
-        Error::Input { at: Location::new(path, line, column), message: message.into() }
+        Error::Input {
+            at: Location::new(path, line, column),
+            message: message.into(),
+        }
     }
 
     pub fn file(path: &Path, err: &std::io::Error) -> Self {
@@ -55,7 +62,10 @@ impl Error {
             std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
             _ => err.to_string(),
         };
-        Error::File { path: path.to_path_buf(), message }
+        Error::File {
+            path: path.to_path_buf(),
+            message,
+        }
     }
 
     pub fn run(message: impl Into<String>) -> Self {
@@ -76,8 +86,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A TOML syntax or schema error in `text` (the contents of `path`), placed at its line.
     pub fn toml(path: &Path, text: &str, err: &toml::de::Error) -> Self {
-        let (line, column) = err.span().map_or((1, 1), |span| line_column(text, span.start));
-        Error::input(path, line, column, err.message().trim_end().replace('\n', "; "))
+        let (line, column) = err
+            .span()
+            .map_or((1, 1), |span| line_column(text, span.start));
+        Error::input(
+            path,
+            line,
+            column,
+            err.message().trim_end().replace('\n', "; "),
+        )
     }
 }
 

@@ -9,7 +9,11 @@ use bondcheck::kernel::{self, Backend, Choice, KernelInfo};
 use bondcheck::{Error, run, suite};
 
 #[derive(Parser)]
-#[command(name = "bondcheck", version, about = "Verifies what the Linux bonding driver really does with your bond")]
+#[command(
+    name = "bondcheck",
+    version,
+    about = "Verifies what the Linux bonding driver really does with your bond"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -51,7 +55,8 @@ fn main() {
                 Ok(boot_ms) => {
                     let args = job.args.into_iter().map(OsString::from).collect();
                     // Init must never die: a panic becomes an error exit handed to the host.
-                    std::panic::catch_unwind(|| dispatch(args, Place::Guest { boot_ms })).unwrap_or(1)
+                    std::panic::catch_unwind(|| dispatch(args, Place::Guest { boot_ms }))
+                        .unwrap_or(1)
                 }
                 Err(e) => report_error(&e),
             };
@@ -75,9 +80,12 @@ fn dispatch(args: Vec<OsString>, place: Place) -> i32 {
     };
     let result = match cli.command {
         Command::Doctor => Ok(doctor()),
-        Command::Run { paths, report, kernel, topologies } => {
-            run_command(args, place, &paths, report, kernel, &topologies)
-        }
+        Command::Run {
+            paths,
+            report,
+            kernel,
+            topologies,
+        } => run_command(args, place, &paths, report, kernel, &topologies),
     };
     result.unwrap_or_else(|e| report_error(&e))
 }
@@ -114,7 +122,10 @@ fn run_command(
         cases.extend(suite::discover(path, topologies)?);
     }
     let kernel = match place {
-        Place::Guest { boot_ms } => KernelInfo { boot_ms: Some(boot_ms), ..KernelInfo::current("uml") },
+        Place::Guest { boot_ms } => KernelInfo {
+            boot_ms: Some(boot_ms),
+            ..KernelInfo::current("uml")
+        },
         Place::Host => match kernel::select(choice)? {
             Backend::Host => KernelInfo::current("host"),
             Backend::Uml(uml) => {
@@ -124,7 +135,10 @@ fn run_command(
         },
     };
     if let Some(ms) = kernel.boot_ms {
-        println!("bondcheck: in a UML guest, Linux {} (booted in {ms:.0} ms)", kernel.release);
+        println!(
+            "bondcheck: in a UML guest, Linux {} (booted in {ms:.0} ms)",
+            kernel.release
+        );
     }
     let report_data = run::run(&cases, kernel, |case| print!("{}", case.text()))?;
     println!("{}", report_data.summary_text());

@@ -78,7 +78,12 @@ pub fn predict(spec: &Spec) -> Model {
     let mut warnings = Vec::new();
     let mut out = Vec::new();
     let mut expect = |check: String, expected: Value, unit, text: String, source| {
-        out.push(Expectation { check, expected, unit, rule: Rule { text, source } })
+        out.push(Expectation {
+            check,
+            expected,
+            unit,
+            rule: Rule { text, source },
+        })
     };
 
     let mode = bond.mode.as_ref().map_or(Mode::BalanceRr, |m| m.value);
@@ -86,13 +91,21 @@ pub fn predict(spec: &Spec) -> Model {
         Some(_) => "bond-mode as written".to_string(),
         None => "balance-rr is the driver's default mode".to_string(),
     };
-    expect("option.mode".into(), Value::Text(mode.name().into()), None, mode_rule, BONDING_RST);
+    expect(
+        "option.mode".into(),
+        Value::Text(mode.name().into()),
+        None,
+        mode_rule,
+        BONDING_RST,
+    );
 
     let forces_miimon = matches!(mode, Mode::Ieee8023ad | Mode::BalanceTlb | Mode::BalanceAlb);
     let (miimon, miimon_rule, miimon_src) = match &bond.miimon {
         Some(m) if m.value == 0 && forces_miimon => (
             100,
-            format!("{mode} needs link monitoring: a miimon of 0 is replaced by 100 when the mode is set"),
+            format!(
+                "{mode} needs link monitoring: a miimon of 0 is replaced by 100 when the mode is set"
+            ),
             BOND_OPTIONS_C,
         ),
         Some(m) => (m.value, "bond-miimon as written".to_string(), BONDING_RST),
@@ -117,7 +130,13 @@ pub fn predict(spec: &Spec) -> Model {
                 .into(),
         });
     }
-    expect("option.miimon".into(), Value::Number(miimon.into()), Some("ms"), miimon_rule, miimon_src);
+    expect(
+        "option.miimon".into(),
+        Value::Number(miimon.into()),
+        Some("ms"),
+        miimon_rule,
+        miimon_src,
+    );
 
     let mut delay_ticks = |name: &str, setting: &Option<Setting<u32>>| -> u32 {
         let Some(s) = setting else {
@@ -204,7 +223,13 @@ pub fn predict(spec: &Spec) -> Model {
             }
         },
     };
-    expect("option.primary".into(), primary, None, primary_rule, BOND_OPTIONS_C);
+    expect(
+        "option.primary".into(),
+        primary,
+        None,
+        primary_rule,
+        BOND_OPTIONS_C,
+    );
 
     for slave in &slave_names {
         let rule = if miimon == 0 {
@@ -212,21 +237,40 @@ pub fn predict(spec: &Spec) -> Model {
         } else {
             "a slave with carrier is up once updelay has passed (bond_enslave, bond_miimon_inspect)"
         };
-        expect(format!("slave.{slave}.mii_status"), Value::Text("up".into()), None, rule.into(), BOND_MAIN_C);
+        expect(
+            format!("slave.{slave}.mii_status"),
+            Value::Text("up".into()),
+            None,
+            rule.into(),
+            BOND_MAIN_C,
+        );
     }
 
-    let address = bond.address.as_ref().map_or(Value::None, |a| Value::Text(a.value.to_string()));
+    let address = bond
+        .address
+        .as_ref()
+        .map_or(Value::None, |a| Value::Text(a.value.to_string()));
     let address_rule = match &bond.address {
         Some(_) => "ifupdown's static method adds address/netmask to the bond",
         None => "a manual stanza configures no address",
     };
-    expect("address".into(), address, None, address_rule.into(), "interfaces(5): inet static");
+    expect(
+        "address".into(),
+        address,
+        None,
+        address_rule.into(),
+        "interfaces(5): inet static",
+    );
 
     let mut warnings_sorted = spec.notes.clone();
     warnings_sorted.extend(warnings);
     warnings_sorted.sort_by_key(|f| (f.at.line, f.at.column));
 
-    Model { expectations: out, warnings: warnings_sorted, settle: settle_time(miimon, up_ticks) }
+    Model {
+        expectations: out,
+        warnings: warnings_sorted,
+        settle: settle_time(miimon, up_ticks),
+    }
 }
 
 /// Worst case for a slave with carrier to be committed UP after the bond opens: the first
@@ -237,7 +281,9 @@ fn settle_time(miimon_ms: u32, up_ticks: u32) -> Duration {
     const JIFFY_MS: u32 = 10;
     let period = miimon_ms.div_ceil(JIFFY_MS);
     let granularity = if period < 63 { 1 } else { 8 };
-    Duration::from_millis(u64::from((up_ticks + 1) * (period + granularity) * JIFFY_MS))
+    Duration::from_millis(u64::from(
+        (up_ticks + 1) * (period + granularity) * JIFFY_MS,
+    ))
 }
 
 #[cfg(test)]
@@ -250,7 +296,12 @@ mod tests {
     }
 
     fn expected(m: &Model, check: &str) -> Value {
-        m.expectations.iter().find(|e| e.check == check).unwrap().expected.clone()
+        m.expectations
+            .iter()
+            .find(|e| e.check == check)
+            .unwrap()
+            .expected
+            .clone()
     }
 
     const HOWTO: &str = "iface bond0 inet static\n address 192.168.122.188\n netmask 255.255.255.0\n \
@@ -262,21 +313,51 @@ mod tests {
         let m = model(HOWTO);
         assert_eq!(expected(&m, "option.updelay"), Value::Number(200));
         assert_eq!(expected(&m, "option.downdelay"), Value::Number(200));
-        assert_eq!(expected(&m, "option.mode"), Value::Text("balance-rr".into()));
+        assert_eq!(
+            expected(&m, "option.mode"),
+            Value::Text("balance-rr".into())
+        );
         assert_eq!(expected(&m, "option.miimon"), Value::Number(100));
-        assert_eq!(expected(&m, "address"), Value::Text("192.168.122.188/24".into()));
-        assert_eq!(expected(&m, "slave.enp7s0.mii_status"), Value::Text("up".into()));
-        let msgs: Vec<_> = m.warnings.iter().map(|w| (w.at.line, w.message.as_str())).collect();
-        assert!(msgs.iter().any(|(l, w)| *l == 7 && w.contains("rounds it down to 200 ms")), "{msgs:?}");
-        assert!(msgs.iter().any(|(l, w)| *l == 8 && w.contains("updelay 220")), "{msgs:?}");
-        assert!(msgs.iter().any(|(l, w)| *l == 9 && w.contains("no effect in balance-rr")), "{msgs:?}");
+        assert_eq!(
+            expected(&m, "address"),
+            Value::Text("192.168.122.188/24".into())
+        );
+        assert_eq!(
+            expected(&m, "slave.enp7s0.mii_status"),
+            Value::Text("up".into())
+        );
+        let msgs: Vec<_> = m
+            .warnings
+            .iter()
+            .map(|w| (w.at.line, w.message.as_str()))
+            .collect();
+        assert!(
+            msgs.iter()
+                .any(|(l, w)| *l == 7 && w.contains("rounds it down to 200 ms")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|(l, w)| *l == 8 && w.contains("updelay 220")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|(l, w)| *l == 9 && w.contains("no effect in balance-rr")),
+            "{msgs:?}"
+        );
     }
 
     #[test]
     fn primary_is_refused_outside_ab_tlb_alb_and_first_enslaved_wins_inside() {
         assert_eq!(expected(&model(HOWTO), "option.primary"), Value::None);
-        let ab = HOWTO.replace("balance-rr", "active-backup").replace("primary enp1s0", "primary eth9 enp7s0 enp1s0");
-        assert_eq!(expected(&model(&ab), "option.primary"), Value::Text("enp7s0".into()));
+        let ab = HOWTO
+            .replace("balance-rr", "active-backup")
+            .replace("primary enp1s0", "primary eth9 enp7s0 enp1s0");
+        assert_eq!(
+            expected(&model(&ab), "option.primary"),
+            Value::Text("enp7s0".into())
+        );
     }
 
     #[test]
@@ -284,12 +365,28 @@ mod tests {
         let none = "iface b inet manual\n bond-slaves a\n bond-mode MODE\n bond-updelay 300\n";
         let rr = model(&none.replace("MODE", "balance-rr"));
         assert_eq!(expected(&rr, "option.miimon"), Value::Number(0));
-        assert_eq!(expected(&rr, "option.updelay"), Value::Number(0), "updelay is refused without miimon");
-        assert!(rr.warnings.iter().any(|w| w.message.contains("no link monitoring")));
+        assert_eq!(
+            expected(&rr, "option.updelay"),
+            Value::Number(0),
+            "updelay is refused without miimon"
+        );
+        assert!(
+            rr.warnings
+                .iter()
+                .any(|w| w.message.contains("no link monitoring"))
+        );
         for forced in ["802.3ad", "balance-tlb", "6"] {
             let m = model(&none.replace("MODE", forced));
-            assert_eq!(expected(&m, "option.miimon"), Value::Number(100), "{forced}");
-            assert_eq!(expected(&m, "option.updelay"), Value::Number(300), "{forced}");
+            assert_eq!(
+                expected(&m, "option.miimon"),
+                Value::Number(100),
+                "{forced}"
+            );
+            assert_eq!(
+                expected(&m, "option.updelay"),
+                Value::Number(300),
+                "{forced}"
+            );
         }
     }
 

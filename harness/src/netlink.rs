@@ -7,8 +7,8 @@ use std::os::fd::{AsFd, AsRawFd};
 use futures::TryStreamExt;
 use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::{
-    BondMode, InfoBond, InfoBondPort, InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute, LinkFlags,
-    LinkInfo, LinkMessage, MiiStatus,
+    BondMode, InfoBond, InfoBondPort, InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage, MiiStatus,
 };
 use rtnetlink::sys::AsyncSocket;
 use rtnetlink::{Handle, LinkBond, LinkMessageBuilder, LinkUnspec, LinkVeth};
@@ -41,7 +41,10 @@ fn refusal(e: rtnetlink::Error) -> Refusal {
             errno: format!("{:?}", nix::errno::Errno::from_raw(-msg.raw_code())),
             message: extack_message(&msg.header),
         },
-        other => Refusal { errno: "netlink".into(), message: Some(other.to_string()) },
+        other => Refusal {
+            errno: "netlink".into(),
+            message: Some(other.to_string()),
+        },
     }
 }
 
@@ -84,14 +87,21 @@ pub async fn index_of(h: &Handle, name: &str) -> Answer<u32> {
     let mut links = h.link().get().match_name(name.to_string()).execute();
     match links.try_next().await.map_err(refusal)? {
         Some(m) => Ok(m.header.index),
-        None => Err(Refusal { errno: "ENODEV".into(), message: Some(format!("no link {name}")) }),
+        None => Err(Refusal {
+            errno: "ENODEV".into(),
+            message: Some(format!("no link {name}")),
+        }),
     }
 }
 
 /// `ip link add NAME type veth peer name PEER netns PEER_NS`
 pub async fn add_veth(h: &Handle, name: &str, peer: &str, peer_ns: &AnonNetns) -> Answer {
-    let peer = LinkUnspec::new_with_name(peer).setns_by_fd(peer_ns.as_fd().as_raw_fd()).build();
-    let msg = LinkVeth::new(name, "").set_info_data(InfoData::Veth(InfoVeth::Peer(peer))).build();
+    let peer = LinkUnspec::new_with_name(peer)
+        .setns_by_fd(peer_ns.as_fd().as_raw_fd())
+        .build();
+    let msg = LinkVeth::new(name, "")
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+        .build();
     h.link().add(msg).execute().await.map_err(refusal)
 }
 
@@ -127,7 +137,9 @@ fn bond_attrs(opts: &BondOptions) -> Vec<InfoBond> {
 
 /// `ip link add NAME type bond OPTIONS` (created down).
 pub async fn add_bond(h: &Handle, name: &str, opts: &BondOptions) -> Answer {
-    let msg = bond_attrs(opts).into_iter().fold(LinkBond::new(name), |b, a| b.append_info_data(a));
+    let msg = bond_attrs(opts)
+        .into_iter()
+        .fold(LinkBond::new(name), |b, a| b.append_info_data(a));
     h.link().add(msg.build()).execute().await.map_err(refusal)
 }
 
@@ -153,18 +165,29 @@ async fn set_bond_attrs(h: &Handle, bond: u32, attrs: Vec<InfoBond>) -> Answer {
 
 /// `ip link set dev SLAVE master BOND`; the slave must be down (bond_enslave refuses it up).
 pub async fn enslave(h: &Handle, slave: u32, bond: u32) -> Answer {
-    let msg = LinkUnspec::new_with_index(slave).controller(bond).down().build();
+    let msg = LinkUnspec::new_with_index(slave)
+        .controller(bond)
+        .down()
+        .build();
     h.link().set(msg).execute().await.map_err(refusal)
 }
 
 /// `ip link set dev SLAVE nomaster`
 pub async fn release(h: &Handle, slave: u32) -> Answer {
-    h.link().set(LinkUnspec::new_with_index(slave).nocontroller().build()).execute().await.map_err(refusal)
+    h.link()
+        .set(LinkUnspec::new_with_index(slave).nocontroller().build())
+        .execute()
+        .await
+        .map_err(refusal)
 }
 
 /// `ip addr add ADDR/PREFIX dev IDX`
 pub async fn add_address(h: &Handle, index: u32, net: Ipv4Net) -> Answer {
-    h.address().add(index, IpAddr::V4(net.addr), net.prefix).execute().await.map_err(refusal)
+    h.address()
+        .add(index, IpAddr::V4(net.addr), net.prefix)
+        .execute()
+        .await
+        .map_err(refusal)
 }
 
 /// `ip addr flush dev IDX` for IPv4.
@@ -198,7 +221,12 @@ pub async fn ipv4_addresses(h: &Handle, index: u32) -> Answer<Vec<String>> {
 
 /// Every link of the namespace (one RTM_GETLINK dump).
 pub async fn links(h: &Handle) -> Answer<Vec<LinkMessage>> {
-    h.link().get().execute().try_collect().await.map_err(refusal)
+    h.link()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .map_err(refusal)
 }
 
 fn link_name(m: &LinkMessage) -> Option<&str> {
@@ -238,7 +266,11 @@ pub fn mii_word(s: MiiStatus) -> String {
 pub fn bond_view(links: &[LinkMessage], bond: &str) -> Option<BondView> {
     let master = links.iter().find(|m| link_name(m) == Some(bond))?;
     let name_of = |index: u32| {
-        links.iter().find(|m| m.header.index == index).and_then(link_name).map(str::to_string)
+        links
+            .iter()
+            .find(|m| m.header.index == index)
+            .and_then(link_name)
+            .map(str::to_string)
     };
     let mut view = BondView {
         up: Some(master.header.flags.contains(LinkFlags::Up)),
@@ -252,12 +284,17 @@ pub fn bond_view(links: &[LinkMessage], bond: &str) -> Option<BondView> {
             for a in attrs {
                 match a {
                     InfoBond::Mode(m) => {
-                        view.mode = Some(Mode::from_number(u8::from(*m)).map_or(m.to_string(), |m| m.name().into()))
+                        view.mode = Some(
+                            Mode::from_number(u8::from(*m))
+                                .map_or(m.to_string(), |m| m.name().into()),
+                        )
                     }
                     InfoBond::MiiMon(v) => view.miimon = Some(*v),
                     InfoBond::UpDelay(v) => view.updelay = Some(*v),
                     InfoBond::DownDelay(v) => view.downdelay = Some(*v),
-                    InfoBond::Primary(i) => view.primary = Some(name_of(*i).unwrap_or(format!("ifindex {i}"))),
+                    InfoBond::Primary(i) => {
+                        view.primary = Some(name_of(*i).unwrap_or(format!("ifindex {i}")))
+                    }
                     _ => {}
                 }
             }
@@ -267,8 +304,14 @@ pub fn bond_view(links: &[LinkMessage], bond: &str) -> Option<BondView> {
         return None;
     }
     view.primary.get_or_insert_with(|| "none".into());
-    for slave in links.iter().filter(|m| controller(m) == Some(master.header.index)) {
-        let mut s = SlaveView { name: link_name(slave).unwrap_or("?").to_string(), ..SlaveView::default() };
+    for slave in links
+        .iter()
+        .filter(|m| controller(m) == Some(master.header.index))
+    {
+        let mut s = SlaveView {
+            name: link_name(slave).unwrap_or("?").to_string(),
+            ..SlaveView::default()
+        };
         for info in link_infos(slave) {
             if let LinkInfo::PortData(InfoPortData::BondPort(attrs)) = info {
                 for a in attrs {
@@ -289,7 +332,11 @@ pub fn bond_view(links: &[LinkMessage], bond: &str) -> Option<BondView> {
 }
 
 fn mac_text(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 #[cfg(test)]

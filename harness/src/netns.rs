@@ -34,10 +34,8 @@ impl AnonNetns {
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
         let fd = self.fd.as_fd();
         std::thread::scope(|s| {
-            s.spawn(move || {
-                setns(fd, CloneFlags::CLONE_NEWNET).map(|()| f())
-            })
-            .join()
+            s.spawn(move || setns(fd, CloneFlags::CLONE_NEWNET).map(|()| f()))
+                .join()
         })
         .map_err(|_| Error::run("namespace worker panicked"))?
         .map_err(|e| Error::run(format!("cannot enter a network namespace: {e}")))

@@ -55,7 +55,9 @@ pub async fn netlink_view_settled(
     const POLL: Duration = Duration::from_millis(10);
     let start = Instant::now();
     loop {
-        let links = netlink::links(h).await.map_err(|r| Error::run(format!("link dump refused: {r}")))?;
+        let links = netlink::links(h)
+            .await
+            .map_err(|r| Error::run(format!("link dump refused: {r}")))?;
         let view = netlink::bond_view(&links, bond)
             .ok_or_else(|| Error::run(format!("bond {bond} is gone from its namespace")))?;
         let waited = start.elapsed();

@@ -28,23 +28,37 @@ pub fn parse(text: &str) -> Result<ProcBond, String> {
     let mut driver_version = None;
     let mut view = BondView::default();
     let mut slave: Option<SlaveView> = None;
-    let number = |key: &str, v: &str| v.parse::<u32>().map_err(|_| format!("`{key}: {v}` is not a number"));
+    let number = |key: &str, v: &str| {
+        v.parse::<u32>()
+            .map_err(|_| format!("`{key}: {v}` is not a number"))
+    };
     for line in text.lines() {
         if let Some(v) = line.strip_prefix("Ethernet Channel Bonding Driver: ") {
             driver_version = Some(v.trim().to_string());
             continue;
         }
-        let Some((key, value)) = line.split_once(':') else { continue };
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
         let value = value.trim();
         if key == "Slave Interface" {
             view.slaves.extend(slave.take());
-            slave = Some(SlaveView { name: value.to_string(), ..SlaveView::default() });
+            slave = Some(SlaveView {
+                name: value.to_string(),
+                ..SlaveView::default()
+            });
             continue;
         }
         match (&mut slave, key) {
             (None, "Bonding Mode") => {
-                let name = MODE_NAMES.iter().find(|(text, _)| value.starts_with(text)).map(|(_, n)| *n);
-                view.mode = Some(name.ok_or(format!("unknown bonding mode `{value}`"))?.to_string());
+                let name = MODE_NAMES
+                    .iter()
+                    .find(|(text, _)| value.starts_with(text))
+                    .map(|(_, n)| *n);
+                view.mode = Some(
+                    name.ok_or(format!("unknown bonding mode `{value}`"))?
+                        .to_string(),
+                );
             }
             (None, "MII Polling Interval (ms)") => view.miimon = Some(number(key, value)?),
             (None, "Up Delay (ms)") => view.updelay = Some(number(key, value)?),
@@ -52,14 +66,19 @@ pub fn parse(text: &str) -> Result<ProcBond, String> {
             (None, "Primary Slave") => {
                 // "enp1s0 (primary_reselect always)" on newer kernels.
                 let name = value.split_whitespace().next().unwrap_or("None");
-                view.primary = Some(if name == "None" { "none".into() } else { name.into() });
+                view.primary = Some(if name == "None" {
+                    "none".into()
+                } else {
+                    name.into()
+                });
             }
             (Some(s), "MII Status") => s.mii_status = Some(value.to_string()),
             (Some(s), "Link Failure Count") => s.link_failure_count = Some(number(key, value)?),
             (Some(s), "Permanent HW addr") => s.perm_hwaddr = Some(value.to_ascii_lowercase()),
             (Some(s), "Slave queue ID") => {
                 let q = number(key, value)?;
-                s.queue_id = Some(u16::try_from(q).map_err(|_| format!("queue id {q} out of range"))?);
+                s.queue_id =
+                    Some(u16::try_from(q).map_err(|_| format!("queue id {q} out of range"))?);
             }
             _ => {}
         }
@@ -70,7 +89,11 @@ pub fn parse(text: &str) -> Result<ProcBond, String> {
     }
     // Only modes with a primary print `Primary Slave`; the others have none.
     view.primary.get_or_insert_with(|| "none".into());
-    Ok(ProcBond { driver_version, view, text: text.to_string() })
+    Ok(ProcBond {
+        driver_version,
+        view,
+        text: text.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -112,13 +135,19 @@ Slave queue ID: 0
         assert_eq!(p.driver_version.as_deref(), Some("v6.1.176"));
         let v = p.view;
         assert_eq!(v.mode.as_deref(), Some("balance-rr"));
-        assert_eq!((v.miimon, v.updelay, v.downdelay), (Some(100), Some(200), Some(200)));
+        assert_eq!(
+            (v.miimon, v.updelay, v.downdelay),
+            (Some(100), Some(200), Some(200))
+        );
         assert_eq!(v.primary.as_deref(), Some("none"));
         assert_eq!(v.slaves.len(), 2);
         assert_eq!(v.slaves[1].name, "enp7s0");
         assert_eq!(v.slaves[1].mii_status.as_deref(), Some("going back"));
         assert_eq!(v.slaves[1].link_failure_count, Some(1));
-        assert_eq!(v.slaves[1].perm_hwaddr.as_deref(), Some("3a:4e:77:10:02:c1"));
+        assert_eq!(
+            v.slaves[1].perm_hwaddr.as_deref(),
+            Some("3a:4e:77:10:02:c1")
+        );
         assert_eq!(v.slaves[0].queue_id, Some(0));
     }
 
@@ -128,13 +157,20 @@ Slave queue ID: 0
             "load balancing (round-robin)",
             "fault-tolerance (active-backup)\nPrimary Slave: enp1s0 (primary_reselect always)",
         );
-        assert_eq!(parse(&text).unwrap().view.primary.as_deref(), Some("enp1s0"));
+        assert_eq!(
+            parse(&text).unwrap().view.primary.as_deref(),
+            Some("enp1s0")
+        );
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         assert!(parse("").is_err());
-        assert!(parse("Bonding Mode: quantum\n").unwrap_err().contains("quantum"));
+        assert!(
+            parse("Bonding Mode: quantum\n")
+                .unwrap_err()
+                .contains("quantum")
+        );
         assert!(parse("Bonding Mode: load balancing (xor)\nUp Delay (ms): x\n").is_err());
     }
 }

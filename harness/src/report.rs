@@ -33,7 +33,10 @@ pub struct Tool {
 
 impl Tool {
     pub fn this() -> Tool {
-        Tool { name: env!("CARGO_PKG_NAME"), version: env!("CARGO_PKG_VERSION") }
+        Tool {
+            name: env!("CARGO_PKG_NAME"),
+            version: env!("CARGO_PKG_VERSION"),
+        }
     }
 }
 
@@ -84,7 +87,10 @@ pub struct Warning {
 
 impl From<&Finding> for Warning {
     fn from(f: &Finding) -> Self {
-        Warning { at: f.at.to_string(), message: f.message.clone() }
+        Warning {
+            at: f.at.to_string(),
+            message: f.message.clone(),
+        }
     }
 }
 
@@ -110,7 +116,10 @@ pub struct CaseReport {
 
 impl Report {
     pub fn new(kernel: KernelInfo, cases: Vec<CaseReport>, duration_ms: f64) -> Report {
-        let mut s = Summary { cases: cases.len(), ..Summary::default() };
+        let mut s = Summary {
+            cases: cases.len(),
+            ..Summary::default()
+        };
         for c in &cases {
             match c.status {
                 Status::Pass => s.cases_passed += 1,
@@ -131,7 +140,14 @@ impl Report {
                 }
             }
         }
-        Report { schema: SCHEMA, tool: Tool::this(), kernel, duration_ms, summary: s, cases }
+        Report {
+            schema: SCHEMA,
+            tool: Tool::this(),
+            kernel,
+            duration_ms,
+            summary: s,
+            cases,
+        }
     }
 
     /// 0 when every case passed (negative controls held), 1 otherwise.
@@ -161,7 +177,13 @@ impl Report {
         let k = &self.kernel;
         let mut out = format!(
             "{} cases: {} passed, {} failed, {} errors; checks: {} passed, {} failed, {} skipped",
-            s.cases, s.cases_passed, s.cases_failed, s.cases_error, s.checks_passed, s.checks_failed, s.checks_skipped
+            s.cases,
+            s.cases_passed,
+            s.cases_failed,
+            s.cases_error,
+            s.checks_passed,
+            s.checks_failed,
+            s.checks_skipped
         );
         if s.negative_controls_held + s.negative_controls_broken > 0 {
             out += &format!(
@@ -191,8 +213,16 @@ impl CaseReport {
             (None, Status::Fail) => "FAIL",
             (None, _) => "ERROR",
         };
-        let kind = if self.negative_control.is_some() { "negative control" } else { "case" };
-        let passed = self.checks.iter().filter(|c| c.status == Status::Pass).count();
+        let kind = if self.negative_control.is_some() {
+            "negative control"
+        } else {
+            "case"
+        };
+        let passed = self
+            .checks
+            .iter()
+            .filter(|c| c.status == Status::Pass)
+            .count();
         let mut out = format!(
             "{kind} {}: {word} ({passed}/{} checks passed) [setup {:.0} ms, apply {:.0} ms, observe {:.0} ms, \
              checks {:.1} ms, teardown {:.0} ms]\n",
@@ -212,11 +242,19 @@ impl CaseReport {
                 out += &format!("  warning: {}: {}\n", w.at, w.message);
             }
             for s in self.apply.iter().filter(|s| s.refused.is_some()) {
-                out += &format!("  kernel refused: {}: {}\n", s.action, s.refused.as_ref().expect("filtered"));
+                out += &format!(
+                    "  kernel refused: {}: {}\n",
+                    s.action,
+                    s.refused.as_ref().expect("filtered")
+                );
             }
         }
         if let Some(nc) = &self.negative_control {
-            out += &format!("  must fail: {}; failed: {}\n", nc.must_fail.join(", "), nc.failed.join(", "));
+            out += &format!(
+                "  must fail: {}; failed: {}\n",
+                nc.must_fail.join(", "),
+                nc.failed.join(", ")
+            );
         }
         for c in self.checks.iter().filter(|c| c.status != Status::Pass) {
             out += &format!("  {:?} {}: {}\n", c.status, c.check, c.message);

@@ -16,7 +16,11 @@ use crate::suite::{Case, Moment};
 use crate::topology;
 
 /// Runs every case in order; `progress` sees each case report as soon as it is done.
-pub fn run(cases: &[Case], mut kernel: KernelInfo, mut progress: impl FnMut(&CaseReport)) -> Result<Report> {
+pub fn run(
+    cases: &[Case],
+    mut kernel: KernelInfo,
+    mut progress: impl FnMut(&CaseReport),
+) -> Result<Report> {
     let start = Instant::now();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -53,8 +57,11 @@ async fn run_case(case: &Case, kernel: &mut KernelInfo) -> CaseReport {
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
     let negative_control = case.negative_control.as_ref().map(|nc| {
-        let failed: Vec<String> =
-            checks.iter().filter(|c| c.status != Status::Pass).map(|c| c.check.clone()).collect();
+        let failed: Vec<String> = checks
+            .iter()
+            .filter(|c| c.status != Status::Pass)
+            .map(|c| c.check.clone())
+            .collect();
         let mut want = nc.must_fail.clone();
         want.sort();
         let mut got = failed.clone();
@@ -77,7 +84,10 @@ async fn run_case(case: &Case, kernel: &mut KernelInfo) -> CaseReport {
         name: case.name.clone(),
         path: case.path.display().to_string(),
         description: case.description.clone(),
-        spec: SpecRef { path: case.spec.path.display().to_string(), sha256: case.spec.sha256.clone() },
+        spec: SpecRef {
+            path: case.spec.path.display().to_string(),
+            sha256: case.spec.sha256.clone(),
+        },
         topology: case.topology.name.clone(),
         status,
         error,
@@ -100,7 +110,11 @@ async fn carry_out(
     let bond = &case.spec.bond;
     let slaves: Vec<String> = bond.slaves.iter().map(|s| s.value.clone()).collect();
     let perturbations = |at: Moment| {
-        case.negative_control.iter().flat_map(|nc| &nc.perturb).filter(move |p| p.at == at).map(|p| &p.change)
+        case.negative_control
+            .iter()
+            .flat_map(|nc| &nc.perturb)
+            .filter(move |p| p.at == at)
+            .map(|p| &p.change)
     };
 
     let t = Instant::now();
@@ -123,17 +137,25 @@ async fn carry_out(
         .expectations
         .iter()
         .filter_map(|e| {
-            let slave = e.check.strip_prefix("slave.")?.strip_suffix(".mii_status")?;
+            let slave = e
+                .check
+                .strip_prefix("slave.")?
+                .strip_suffix(".mii_status")?;
             Some((slave.to_string(), e.expected.clone()))
         })
         .collect();
     let deadline = model.settle + Duration::from_millis(kernel.slack_ms);
-    let (netlink_view, waited) = observe::netlink_view_settled(&built.bond, &bond.name, deadline, |v| {
-        expected_mii.iter().all(|(name, want)| {
-            v.slave(name).and_then(|s| s.mii_status.clone()).map(Value::Text).as_ref() == Some(want)
+    let (netlink_view, waited) =
+        observe::netlink_view_settled(&built.bond, &bond.name, deadline, |v| {
+            expected_mii.iter().all(|(name, want)| {
+                v.slave(name)
+                    .and_then(|s| s.mii_status.clone())
+                    .map(Value::Text)
+                    .as_ref()
+                    == Some(want)
+            })
         })
-    })
-    .await?;
+        .await?;
     for change in perturbations(Moment::BetweenViews) {
         perturb::perturb(change, &case.spec, &built, applied.bond_index).await?;
     }

@@ -111,7 +111,10 @@ impl Mode {
 
     /// Modes whose driver honours `primary` (bond_options.c: unsuppmodes of BOND_OPT_PRIMARY).
     pub fn uses_primary(self) -> bool {
-        matches!(self, Mode::ActiveBackup | Mode::BalanceTlb | Mode::BalanceAlb)
+        matches!(
+            self,
+            Mode::ActiveBackup | Mode::BalanceTlb | Mode::BalanceAlb
+        )
     }
 }
 
@@ -245,7 +248,10 @@ fn stanzas(path: &Path, text: &str) -> Result<Vec<Stanza>> {
                         path,
                         line,
                         keyword.column,
-                        format!("`{}` is neither a keyword nor inside an iface stanza", keyword.text),
+                        format!(
+                            "`{}` is neither a keyword nor inside an iface stanza",
+                            keyword.text
+                        ),
                     ));
                 }
             },
@@ -296,20 +302,29 @@ fn words(line: &str) -> Vec<Word> {
         match (ch.is_whitespace(), start) {
             (false, None) => start = Some(col),
             (true, Some(s)) => {
-                out.push(Word { text: line.chars().skip(s).take(col - s).collect(), column: s + 1 });
+                out.push(Word {
+                    text: line.chars().skip(s).take(col - s).collect(),
+                    column: s + 1,
+                });
                 start = None;
             }
             _ => {}
         }
     }
     if let Some(s) = start {
-        out.push(Word { text: line.chars().skip(s).collect(), column: s + 1 });
+        out.push(Word {
+            text: line.chars().skip(s).collect(),
+            column: s + 1,
+        });
     }
     out
 }
 
 fn is_master(stanza: &Stanza) -> bool {
-    stanza.options.iter().any(|o| matches!(o.key.text.as_str(), "bond-slaves" | "slaves"))
+    stanza
+        .options
+        .iter()
+        .any(|o| matches!(o.key.text.as_str(), "bond-slaves" | "slaves"))
 }
 
 /// Finds the one bond master and interprets its options and those of its slaves.
@@ -340,7 +355,10 @@ fn bond_from(path: &Path, stanzas: &[Stanza], notes: &mut Vec<Finding>) -> Resul
             path,
             master.line,
             1,
-            format!("bond stanza family `{}`: only `inet` is supported yet", master.family),
+            format!(
+                "bond stanza family `{}`: only `inet` is supported yet",
+                master.family
+            ),
         ));
     }
     match master.method.text.as_str() {
@@ -382,7 +400,12 @@ fn bond_from(path: &Path, stanzas: &[Stanza], notes: &mut Vec<Finding>) -> Resul
         let one = || -> Result<&Word> {
             match &opt.values[..] {
                 [v] => Ok(v),
-                [] => Err(Error::input(path, opt.line, opt.key.column, format!("`{key}` needs a value"))),
+                [] => Err(Error::input(
+                    path,
+                    opt.line,
+                    opt.key.column,
+                    format!("`{key}` needs a value"),
+                )),
                 [_, extra, ..] => Err(Error::input(
                     path,
                     opt.line,
@@ -398,16 +421,30 @@ fn bond_from(path: &Path, stanzas: &[Stanza], notes: &mut Vec<Finding>) -> Resul
                     path,
                     opt.line,
                     w.column,
-                    format!("`{key}` wants milliseconds (a whole number), not `{}`", w.text),
+                    format!(
+                        "`{key}` wants milliseconds (a whole number), not `{}`",
+                        w.text
+                    ),
                 )
             })?;
-            Ok(Setting { value, at: value_at(w) })
+            Ok(Setting {
+                value,
+                at: value_at(w),
+            })
         };
         let list = || -> Result<Setting<Vec<String>>> {
             let first = opt.values.first().ok_or_else(|| {
-                Error::input(path, opt.line, opt.key.column, format!("`{key}` needs a value"))
+                Error::input(
+                    path,
+                    opt.line,
+                    opt.key.column,
+                    format!("`{key}` needs a value"),
+                )
             })?;
-            Ok(Setting { value: opt.values.iter().map(|w| w.text.clone()).collect(), at: value_at(first) })
+            Ok(Setting {
+                value: opt.values.iter().map(|w| w.text.clone()).collect(),
+                at: value_at(first),
+            })
         };
         match key {
             "bond-slaves" | "slaves" => {
@@ -430,7 +467,10 @@ fn bond_from(path: &Path, stanzas: &[Stanza], notes: &mut Vec<Finding>) -> Resul
                     }
                     _ => {
                         for (w, name) in opt.values.iter().zip(names.value) {
-                            bond.slaves.push(Setting { value: name, at: value_at(w) });
+                            bond.slaves.push(Setting {
+                                value: name,
+                                at: value_at(w),
+                            });
                         }
                     }
                 }
@@ -449,7 +489,10 @@ fn bond_from(path: &Path, stanzas: &[Stanza], notes: &mut Vec<Finding>) -> Resul
                         ),
                     )
                 })?;
-                bond.mode = Some(Setting { value: mode, at: value_at(w) });
+                bond.mode = Some(Setting {
+                    value: mode,
+                    at: value_at(w),
+                });
             }
             "bond-miimon" => bond.miimon = Some(millis()?),
             "bond-updelay" => bond.updelay = Some(millis()?),
@@ -461,14 +504,24 @@ fn bond_from(path: &Path, stanzas: &[Stanza], notes: &mut Vec<Finding>) -> Resul
                     Some((a, p)) => (a, Some(p)),
                     None => (w.text.as_str(), None),
                 };
-                let bad = || Error::input(path, opt.line, w.column, format!("`{}` is not an IPv4 address", w.text));
+                let bad = || {
+                    Error::input(
+                        path,
+                        opt.line,
+                        w.column,
+                        format!("`{}` is not an IPv4 address", w.text),
+                    )
+                };
                 let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
                 let prefix = match prefix {
                     Some(p) => Some(p.parse::<u8>().ok().filter(|p| *p <= 32).ok_or_else(bad)?),
                     None => None,
                 };
                 bond.address = Some(Setting {
-                    value: Ipv4Net { addr, prefix: prefix.unwrap_or(32) },
+                    value: Ipv4Net {
+                        addr,
+                        prefix: prefix.unwrap_or(32),
+                    },
                     at: value_at(w),
                 });
                 if prefix.is_some() {
@@ -478,14 +531,24 @@ fn bond_from(path: &Path, stanzas: &[Stanza], notes: &mut Vec<Finding>) -> Resul
             "netmask" => {
                 let w = one()?;
                 let prefix = netmask_prefix(&w.text).ok_or_else(|| {
-                    Error::input(path, opt.line, w.column, format!("`{}` is not a netmask", w.text))
+                    Error::input(
+                        path,
+                        opt.line,
+                        w.column,
+                        format!("`{}` is not a netmask", w.text),
+                    )
                 })?;
                 netmask = Some((prefix, value_at(w)));
             }
             "gateway" => {
                 let w = one()?;
                 w.text.parse::<Ipv4Addr>().map_err(|_| {
-                    Error::input(path, opt.line, w.column, format!("`{}` is not an IPv4 address", w.text))
+                    Error::input(
+                        path,
+                        opt.line,
+                        w.column,
+                        format!("`{}` is not an IPv4 address", w.text),
+                    )
                 })?;
                 notes.push(Finding {
                     at: at(opt.line, opt.key.column),
@@ -494,7 +557,9 @@ fn bond_from(path: &Path, stanzas: &[Stanza], notes: &mut Vec<Finding>) -> Resul
             }
             k if STATIC_UNUSED.contains(&k) => notes.push(Finding {
                 at: at(opt.line, opt.key.column),
-                message: format!("`{k}` is not used by ifupdown's static method: the kernel derives it"),
+                message: format!(
+                    "`{k}` is not used by ifupdown's static method: the kernel derives it"
+                ),
             }),
             k if IFENSLAVE_NOT_YET.contains(&k) => {
                 return Err(Error::input(
@@ -505,7 +570,12 @@ fn bond_from(path: &Path, stanzas: &[Stanza], notes: &mut Vec<Finding>) -> Resul
                 ));
             }
             k if k.starts_with("bond-") => {
-                return Err(Error::input(path, opt.line, opt.key.column, format!("unknown bond option `{k}`")));
+                return Err(Error::input(
+                    path,
+                    opt.line,
+                    opt.key.column,
+                    format!("unknown bond option `{k}`"),
+                ));
             }
             k => notes.push(Finding {
                 at: at(opt.line, opt.key.column),
@@ -520,25 +590,43 @@ fn bond_from(path: &Path, stanzas: &[Stanza], notes: &mut Vec<Finding>) -> Resul
                     path,
                     nat.line,
                     nat.column,
-                    format!("`netmask` and a prefix on `address` ({}) both given", a.value),
+                    format!(
+                        "`netmask` and a prefix on `address` ({}) both given",
+                        a.value
+                    ),
                 ));
             }
             Some(a) => a.value.prefix = prefix,
             None => {
-                return Err(Error::input(path, nat.line, nat.column, "`netmask` without `address`"));
+                return Err(Error::input(
+                    path,
+                    nat.line,
+                    nat.column,
+                    "`netmask` without `address`",
+                ));
             }
         }
     }
     if master.method.text == "static" && bond.address.is_none() {
-        return Err(Error::input(path, master.line, master.method.column, "`static` needs an `address`"));
+        return Err(Error::input(
+            path,
+            master.line,
+            master.method.column,
+            "`static` needs an `address`",
+        ));
     }
 
     // Slaves may also join from their own stanza, the way ifenslave's `bond-master` works.
     for stanza in stanzas.iter().filter(|s| !std::ptr::eq(*s, master)) {
         for opt in &stanza.options {
-            if opt.key.text == "bond-master" && opt.values.first().is_some_and(|v| v.text == bond.name) {
+            if opt.key.text == "bond-master"
+                && opt.values.first().is_some_and(|v| v.text == bond.name)
+            {
                 let at = at(opt.line, opt.key.column);
-                bond.slaves.push(Setting { value: stanza.name.clone(), at });
+                bond.slaves.push(Setting {
+                    value: stanza.name.clone(),
+                    at,
+                });
             }
         }
     }
@@ -549,15 +637,28 @@ fn bond_from(path: &Path, stanzas: &[Stanza], notes: &mut Vec<Finding>) -> Resul
                 path,
                 s.at.line,
                 s.at.column,
-                format!("slave `{}` listed twice (first at line {})", s.value, first.line),
+                format!(
+                    "slave `{}` listed twice (first at line {})",
+                    s.value, first.line
+                ),
             ));
         }
         if s.value.len() > 15 || s.value.contains('/') || s.value == bond.name {
-            return Err(Error::input(path, s.at.line, s.at.column, format!("`{}` is not a valid slave name", s.value)));
+            return Err(Error::input(
+                path,
+                s.at.line,
+                s.at.column,
+                format!("`{}` is not a valid slave name", s.value),
+            ));
         }
     }
     if bond.slaves.is_empty() {
-        return Err(Error::input(path, master.line, 1, format!("bond `{}` has no slaves", bond.name)));
+        return Err(Error::input(
+            path,
+            master.line,
+            1,
+            format!("bond `{}` has no slaves", bond.name),
+        ));
     }
     Ok(bond)
 }
@@ -618,9 +719,16 @@ iface bond0 inet static
         assert_eq!(b.updelay.as_ref().unwrap().at.column, 18);
         assert_eq!(b.downdelay.as_ref().unwrap().value, 220);
         assert_eq!(b.primary.as_ref().unwrap().value, ["enp1s0", "enp7s0"]);
-        assert_eq!(b.address.as_ref().unwrap().value.to_string(), "192.168.122.188/24");
+        assert_eq!(
+            b.address.as_ref().unwrap().value.to_string(),
+            "192.168.122.188/24"
+        );
         let lines: Vec<_> = spec.notes.iter().map(|n| n.at.line).collect();
-        assert_eq!(lines, [9, 10, 11], "network, broadcast and gateway are noted as not applied");
+        assert_eq!(
+            lines,
+            [9, 10, 11],
+            "network, broadcast and gateway are noted as not applied"
+        );
         assert_eq!(spec.sha256.len(), 64);
     }
 
@@ -677,14 +785,37 @@ iface bond0 inet static
             "t/interfaces:3:12: unknown bond mode `fastest` (expected 0-6 or one of: balance-rr, \
              active-backup, balance-xor, broadcast, 802.3ad, balance-tlb, balance-alb)"
         );
-        assert_eq!(err("  bond-slaves a\n"), "t/interfaces:1:3: `bond-slaves` is neither a keyword nor inside an iface stanza");
-        assert_eq!(err("iface bond0 inet\n"), "t/interfaces:1:1: expected `iface NAME FAMILY METHOD`");
-        assert!(err("source /etc/network/interfaces.d/*\n").starts_with("t/interfaces:1:1: `source`"));
-        assert!(err("iface bond0 inet manual\n bond-slaves a\n bond-lacp-rate fast\n").contains("cannot apply yet"));
-        assert!(err("iface bond0 inet manual\n bond-slaves a\n bond-foo 1\n").contains("unknown bond option `bond-foo`"));
-        assert!(err("iface bond0 inet manual\n bond-slaves a a\n").starts_with("t/interfaces:2:16: slave `a` listed twice"));
-        assert!(err("iface bond0 inet static\n bond-slaves a\n").contains("`static` needs an `address`"));
-        assert!(err("iface bond0 inet manual\n bond-slaves a\n bond-miimon 1\n bond-miimon 2\n").contains("given twice"));
+        assert_eq!(
+            err("  bond-slaves a\n"),
+            "t/interfaces:1:3: `bond-slaves` is neither a keyword nor inside an iface stanza"
+        );
+        assert_eq!(
+            err("iface bond0 inet\n"),
+            "t/interfaces:1:1: expected `iface NAME FAMILY METHOD`"
+        );
+        assert!(
+            err("source /etc/network/interfaces.d/*\n").starts_with("t/interfaces:1:1: `source`")
+        );
+        assert!(
+            err("iface bond0 inet manual\n bond-slaves a\n bond-lacp-rate fast\n")
+                .contains("cannot apply yet")
+        );
+        assert!(
+            err("iface bond0 inet manual\n bond-slaves a\n bond-foo 1\n")
+                .contains("unknown bond option `bond-foo`")
+        );
+        assert!(
+            err("iface bond0 inet manual\n bond-slaves a a\n")
+                .starts_with("t/interfaces:2:16: slave `a` listed twice")
+        );
+        assert!(
+            err("iface bond0 inet static\n bond-slaves a\n")
+                .contains("`static` needs an `address`")
+        );
+        assert!(
+            err("iface bond0 inet manual\n bond-slaves a\n bond-miimon 1\n bond-miimon 2\n")
+                .contains("given twice")
+        );
         assert!(err("auto lo\niface lo inet loopback\n").contains("no bond here"));
     }
 }

@@ -83,7 +83,9 @@ pub enum Change {
 impl PerturbationFile {
     fn typed(&self) -> std::result::Result<Perturbation, String> {
         let millis = || match &self.value {
-            Some(toml::Value::Integer(n)) => u32::try_from(*n).map_err(|_| format!("{n} is out of range")),
+            Some(toml::Value::Integer(n)) => {
+                u32::try_from(*n).map_err(|_| format!("{n} is out of range"))
+            }
             _ => Err(format!("`{}` needs `value` in milliseconds", self.action)),
         };
         let text = || match &self.value {
@@ -103,7 +105,10 @@ impl PerturbationFile {
             "flush-address" => Change::FlushAddress,
             other => return Err(format!("unknown perturbation `{other}`")),
         };
-        Ok(Perturbation { at: self.at, change })
+        Ok(Perturbation {
+            at: self.at,
+            change,
+        })
     }
 }
 
@@ -128,7 +133,10 @@ pub fn discover(path: &Path, topologies: &Path) -> Result<Vec<Case>> {
     if meta.is_dir() {
         walk(path, path, topologies, &mut out)?;
         if out.is_empty() {
-            return Err(Error::File { path: path.into(), message: format!("no {CASE_FILE} below this folder") });
+            return Err(Error::File {
+                path: path.into(),
+                message: format!("no {CASE_FILE} below this folder"),
+            });
         }
     } else if path.file_name().is_some_and(|n| n == CASE_FILE) {
         let dir = path.parent().unwrap_or(Path::new("."));
@@ -147,7 +155,10 @@ pub fn discover(path: &Path, topologies: &Path) -> Result<Vec<Case>> {
 }
 
 fn display_name(path: &Path) -> String {
-    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 fn walk(root: &Path, dir: &Path, topologies: &Path, out: &mut Vec<Case>) -> Result<()> {
@@ -195,7 +206,11 @@ fn load_case(dir: &Path, name: &str, topologies: &Path) -> Result<Case> {
             &file,
             line_of("topology"),
             1,
-            format!("no topology `{}` ({} does not exist)", parsed.topology, topo_path.display()),
+            format!(
+                "no topology `{}` ({} does not exist)",
+                parsed.topology,
+                topo_path.display()
+            ),
         ));
     }
     let topology = Topology::load(&topo_path)?;
@@ -210,19 +225,34 @@ fn load_case(dir: &Path, name: &str, topologies: &Path) -> Result<Case> {
                         &file,
                         at,
                         1,
-                        format!("must-fail names `{id}`, which is not a check of this spec ({})", ids.join(", ")),
+                        format!(
+                            "must-fail names `{id}`, which is not a check of this spec ({})",
+                            ids.join(", ")
+                        ),
                     ));
                 }
             }
             if nc.perturb.is_empty() {
-                return Err(Error::input(&file, at, 1, "a negative control needs a perturbation"));
+                return Err(Error::input(
+                    &file,
+                    at,
+                    1,
+                    "a negative control needs a perturbation",
+                ));
             }
             let perturb = nc
                 .perturb
                 .iter()
-                .map(|p| p.typed().map_err(|m| Error::input(&file, line_of("[[negative-control.perturb]]"), 1, m)))
+                .map(|p| {
+                    p.typed().map_err(|m| {
+                        Error::input(&file, line_of("[[negative-control.perturb]]"), 1, m)
+                    })
+                })
                 .collect::<Result<Vec<_>>>()?;
-            Some(NegativeControl { must_fail: nc.must_fail.clone(), perturb })
+            Some(NegativeControl {
+                must_fail: nc.must_fail.clone(),
+                perturb,
+            })
         }
     };
     Ok(Case {

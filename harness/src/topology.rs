@@ -44,7 +44,9 @@ impl Topology {
     pub fn load(path: &Path) -> Result<Topology> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, &e))?;
         let mut t: Topology = toml::from_str(&text).map_err(|e| Error::toml(path, &text, &e))?;
-        t.name = path.file_stem().map_or(String::new(), |s| s.to_string_lossy().into_owned());
+        t.name = path
+            .file_stem()
+            .map_or(String::new(), |s| s.to_string_lossy().into_owned());
         t.path = path.to_path_buf();
         Ok(t)
     }
@@ -54,7 +56,11 @@ impl Topology {
         let names: Vec<String> = slaves
             .iter()
             .enumerate()
-            .map(|(i, s)| self.peer_name.replace("{slave}", s).replace("{index}", &i.to_string()))
+            .map(|(i, s)| {
+                self.peer_name
+                    .replace("{slave}", s)
+                    .replace("{index}", &i.to_string())
+            })
             .collect();
         for (i, n) in names.iter().enumerate() {
             let clash = self.peer_namespace == PeerNamespace::Shared && names[..i].contains(n);
@@ -106,17 +112,39 @@ pub async fn build(topology: &Topology, slaves: &[String]) -> Result<Built> {
         PeerNamespace::PerSlave => slaves.len(),
         PeerNamespace::Shared => 1,
     };
-    let peer_ns = (0..namespaces).map(|_| AnonNetns::new()).collect::<Result<Vec<_>>>()?;
-    let handles = peer_ns.iter().map(|ns| netlink::connect(ns, &rt)).collect::<Result<Vec<_>>>()?;
+    let peer_ns = (0..namespaces)
+        .map(|_| AnonNetns::new())
+        .collect::<Result<Vec<_>>>()?;
+    let handles = peer_ns
+        .iter()
+        .map(|ns| netlink::connect(ns, &rt))
+        .collect::<Result<Vec<_>>>()?;
     let mut peers = Vec::new();
     for (i, (slave, peer)) in slaves.iter().zip(&peer_names).enumerate() {
         let ns = i.min(namespaces - 1);
-        let fail = |what: &str, r: netlink::Refusal| Error::run(format!("{what} {slave}/{peer}: {r}"));
-        netlink::add_veth(&bond, slave, peer, &peer_ns[ns]).await.map_err(|r| fail("creating veth", r))?;
+        let fail =
+            |what: &str, r: netlink::Refusal| Error::run(format!("{what} {slave}/{peer}: {r}"));
+        netlink::add_veth(&bond, slave, peer, &peer_ns[ns])
+            .await
+            .map_err(|r| fail("creating veth", r))?;
         let handle = handles[ns].clone();
-        let index = netlink::index_of(&handle, peer).await.map_err(|r| fail("finding peer", r))?;
-        netlink::set_up(&handle, index, true).await.map_err(|r| fail("bringing up peer", r))?;
-        peers.push(Peer { slave: slave.clone(), name: peer.clone(), index, handle });
+        let index = netlink::index_of(&handle, peer)
+            .await
+            .map_err(|r| fail("finding peer", r))?;
+        netlink::set_up(&handle, index, true)
+            .await
+            .map_err(|r| fail("bringing up peer", r))?;
+        peers.push(Peer {
+            slave: slave.clone(),
+            name: peer.clone(),
+            index,
+            handle,
+        });
     }
-    Ok(Built { bond_ns, bond, peers, _peer_ns: peer_ns })
+    Ok(Built {
+        bond_ns,
+        bond,
+        peers,
+        _peer_ns: peer_ns,
+    })
 }

@@ -20,7 +20,10 @@ use nix::fcntl::{Flock, FlockArg};
 use serde_json::Value;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 fn main() {
@@ -30,7 +33,11 @@ fn main() {
         Ok(cases) => cases,
         Err(e) => {
             let msg = e.to_string();
-            libtest_mimic::run(&args, vec![Trial::test("suites::load", move || Err(msg.into()))]).exit()
+            libtest_mimic::run(
+                &args,
+                vec![Trial::test("suites::load", move || Err(msg.into()))],
+            )
+            .exit()
         }
     };
     let no_kernel = kernel::select(Choice::Auto).err().map(|e| e.to_string());
@@ -66,7 +73,10 @@ fn run_trial(case: &Case, check: &str) -> Result<(), Failed> {
         .ok_or_else(|| format!("check {check} did not run in case {}", case.name))?;
     let status = verdict["status"].as_str().unwrap_or("?");
     let message = verdict["message"].as_str().unwrap_or("");
-    let must_fail = case.negative_control.as_ref().is_some_and(|nc| nc.must_fail.iter().any(|c| c == check));
+    let must_fail = case
+        .negative_control
+        .as_ref()
+        .is_some_and(|nc| nc.must_fail.iter().any(|c| c == check));
     match (must_fail, status) {
         (false, "pass") => Ok(()),
         (false, _) => Err(format!("{status}: {message}").into()),
@@ -81,13 +91,17 @@ fn run_trial(case: &Case, check: &str) -> Result<(), Failed> {
 /// Runs `bondcheck run` on the case unless another trial of this test run already did, and
 /// returns its JSON report.
 fn case_report(case: &Case) -> Result<Value, Failed> {
-    let run_id = std::env::var("NEXTEST_RUN_ID").unwrap_or_else(|_| format!("pid-{}", std::process::id()));
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("suite-runs").join(run_id);
+    let run_id =
+        std::env::var("NEXTEST_RUN_ID").unwrap_or_else(|_| format!("pid-{}", std::process::id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("suite-runs")
+        .join(run_id);
     std::fs::create_dir_all(&dir)?;
     let slug = case.name.replace(['/', ' '], "_");
     let report = dir.join(format!("{slug}.json"));
     let lock = File::create(dir.join(format!("{slug}.lock")))?;
-    let _held = Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, e)| format!("locking: {e}"))?;
+    let _held =
+        Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, e)| format!("locking: {e}"))?;
     if !report.exists() {
         let out = Command::new(env!("CARGO_BIN_EXE_bondcheck"))
             .current_dir(repo())

@@ -8,22 +8,38 @@ use crate::netns::AnonNetns;
 /// usable bonding driver (it may be a module that loads on demand).
 pub fn probe() -> Probe {
     let detail = match try_bond() {
-        Ok(()) => return Probe { backend: "host", usable: true, detail: "creates bonds".into() },
+        Ok(()) => {
+            return Probe {
+                backend: "host",
+                usable: true,
+                detail: "creates bonds".into(),
+            };
+        }
         Err(why) => why,
     };
-    Probe { backend: "host", usable: false, detail }
+    Probe {
+        backend: "host",
+        usable: false,
+        detail,
+    }
 }
 
 fn try_bond() -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     let ns = AnonNetns::new().map_err(|e| e.to_string())?;
     let h = netlink::connect(&ns, rt.handle()).map_err(|e| e.to_string())?;
-    rt.block_on(netlink::add_bond(&h, "bcprobe0", &BondOptions::default())).map_err(|r| {
-        let release = super::KernelInfo::current("host").release;
-        match r.errno.as_str() {
-            "EOPNOTSUPP" => format!("kernel {release} has no bonding driver (creating a bond answers {r})"),
-            "EPERM" => format!("not permitted to create a bond ({r}): run as root"),
-            _ => format!("creating a bond failed: {r}"),
-        }
-    })
+    rt.block_on(netlink::add_bond(&h, "bcprobe0", &BondOptions::default()))
+        .map_err(|r| {
+            let release = super::KernelInfo::current("host").release;
+            match r.errno.as_str() {
+                "EOPNOTSUPP" => {
+                    format!("kernel {release} has no bonding driver (creating a bond answers {r})")
+                }
+                "EPERM" => format!("not permitted to create a bond ({r}): run as root"),
+                _ => format!("creating a bond failed: {r}"),
+            }
+        })
 }

@@ -39,7 +39,13 @@ impl KernelInfo {
             .unwrap_or_else(|_| "unknown".into());
         // UML runs on one virtual CPU of a shared host: its timers and workqueues lag more.
         let slack_ms = if backend == "uml" { 1000 } else { 250 };
-        KernelInfo { backend, release, bonding_driver: None, boot_ms: None, slack_ms }
+        KernelInfo {
+            backend,
+            release,
+            bonding_driver: None,
+            boot_ms: None,
+            slack_ms,
+        }
     }
 }
 
@@ -66,14 +72,18 @@ pub fn select(choice: Choice) -> Result<Backend> {
         }
     }
     if choice == Choice::Host {
-        return Err(Error::NoKernel(format!("--kernel host: {}", host.expect("probed").detail)));
+        return Err(Error::NoKernel(format!(
+            "--kernel host: {}",
+            host.expect("probed").detail
+        )));
     }
     match uml::find() {
         Ok(k) => Ok(Backend::Uml(k)),
         Err(why) => Err(Error::NoKernel(format!(
             "no bonding kernel available: {}{why}; install Debian's user-mode-linux \
              (apt-get install user-mode-linux) or run on a kernel with CONFIG_BONDING",
-            host.map(|p| format!("host: {}; uml: ", p.detail)).unwrap_or_default()
+            host.map(|p| format!("host: {}; uml: ", p.detail))
+                .unwrap_or_default()
         ))),
     }
 }
@@ -81,8 +91,16 @@ pub fn select(choice: Choice) -> Result<Backend> {
 /// Every backend's probe, for `bondcheck doctor`.
 pub fn probes() -> Vec<Probe> {
     let uml = match uml::find() {
-        Ok(k) => Probe { backend: "uml", usable: true, detail: k.describe() },
-        Err(why) => Probe { backend: "uml", usable: false, detail: why },
+        Ok(k) => Probe {
+            backend: "uml",
+            usable: true,
+            detail: k.describe(),
+        },
+        Err(why) => Probe {
+            backend: "uml",
+            usable: false,
+            detail: why,
+        },
     };
     vec![host::probe(), uml]
 }

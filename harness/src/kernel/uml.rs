@@ -45,7 +45,11 @@ pub struct UmlKernel {
 
 impl UmlKernel {
     pub fn describe(&self) -> String {
-        format!("{} (Linux {}) with bonding and veth modules", self.kernel.display(), self.release)
+        format!(
+            "{} (Linux {}) with bonding and veth modules",
+            self.kernel.display(),
+            self.release
+        )
     }
 }
 
@@ -60,7 +64,9 @@ pub fn find() -> Result<UmlKernel, String> {
         .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
         .collect();
     releases.sort();
-    let release = releases.pop().ok_or(format!("no module tree under {UML_MODULES}"))?;
+    let release = releases
+        .pop()
+        .ok_or(format!("no module tree under {UML_MODULES}"))?;
     let deps = modules_dep(&release)?;
     for module in ["bonding", "veth"] {
         module_path(&deps, module).ok_or(format!("UML modules {release} have no {module}.ko"))?;
@@ -72,7 +78,11 @@ pub fn find() -> Result<UmlKernel, String> {
 }
 
 fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(program)).find(|p| p.is_file())
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(program))
+        .find(|p| p.is_file())
 }
 
 /// What the guest is asked to do.
@@ -85,17 +95,25 @@ pub struct Job {
 }
 
 fn encode(job: &Job) -> String {
-    serde_json::to_vec(job).expect("a job serialises").iter().map(|b| format!("{b:02x}")).collect()
+    serde_json::to_vec(job)
+        .expect("a job serialises")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn decode(hex: &str) -> Option<Job> {
-    let bytes: Option<Vec<u8>> =
-        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect();
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect();
     serde_json::from_slice(&bytes?).ok()
 }
 
 fn unix_ns() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }
 
 /// Boots the guest, runs `args` (this program's own arguments) in it and returns the exit code
@@ -103,16 +121,32 @@ fn unix_ns() -> u128 {
 pub fn run_in_guest(uml: &UmlKernel, args: Vec<OsString>) -> Result<i32> {
     let args = args
         .into_iter()
-        .map(|a| a.into_string().map_err(|a| Error::Usage(format!("argument {a:?} is not UTF-8"))))
+        .map(|a| {
+            a.into_string()
+                .map_err(|a| Error::Usage(format!("argument {a:?} is not UTF-8")))
+        })
         .collect::<Result<Vec<_>>>()?;
-    let exe = std::env::current_exe().map_err(|e| Error::run(format!("cannot find this executable: {e}")))?;
-    let cwd = std::env::current_dir().map_err(|e| Error::run(format!("no current directory: {e}")))?;
-    let job = Job { args, cwd, started_unix_ns: unix_ns() };
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::run(format!("cannot find this executable: {e}")))?;
+    let cwd =
+        std::env::current_dir().map_err(|e| Error::run(format!("no current directory: {e}")))?;
+    let job = Job {
+        args,
+        cwd,
+        started_unix_ns: unix_ns(),
+    };
 
     let mut cmd = Command::new("unshare");
     cmd.args(["--pid", "--fork", "--kill-child=SIGKILL", "--"])
         .arg(&uml.kernel)
-        .args([GUEST_MEMORY, "rootfstype=hostfs", "hostfs=/", "rw", "quiet", "loglevel=0"])
+        .args([
+            GUEST_MEMORY,
+            "rootfstype=hostfs",
+            "hostfs=/",
+            "rw",
+            "quiet",
+            "loglevel=0",
+        ])
         .arg(format!("init={}", exe.display()))
         .args(["con=null", "con0=null,fd:1"])
         .arg(format!("{JOB_VAR}={}", encode(&job)))
@@ -126,9 +160,12 @@ pub fn run_in_guest(uml: &UmlKernel, args: Vec<OsString>) -> Result<i32> {
     unsafe {
         cmd.pre_exec(|| Ok(set_pdeathsig(Signal::SIGKILL)?));
     }
-    let mut signals = Signals::new([Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP].map(|s| s as i32))
-        .map_err(|e| Error::run(format!("cannot handle signals: {e}")))?;
-    let mut child = cmd.spawn().map_err(|e| Error::run(format!("cannot start {}: {e}", uml.kernel.display())))?;
+    let mut signals =
+        Signals::new([Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP].map(|s| s as i32))
+            .map_err(|e| Error::run(format!("cannot handle signals: {e}")))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::run(format!("cannot start {}: {e}", uml.kernel.display())))?;
     let pid = child.id() as i32;
     let handle = signals.handle();
     let watcher = std::thread::spawn(move || {
@@ -139,7 +176,9 @@ pub fn run_in_guest(uml: &UmlKernel, args: Vec<OsString>) -> Result<i32> {
         }
         sig
     });
-    let status = child.wait().map_err(|e| Error::run(format!("waiting for the guest: {e}")))?;
+    let status = child
+        .wait()
+        .map_err(|e| Error::run(format!("waiting for the guest: {e}")))?;
     handle.close();
     if let Ok(Some(sig)) = watcher.join() {
         return Ok(128 + sig);
@@ -150,7 +189,10 @@ pub fn run_in_guest(uml: &UmlKernel, args: Vec<OsString>) -> Result<i32> {
             "the UML guest ended without an answer from bondcheck (exit status {code}); its console \
              output above says why"
         ))),
-        None => Err(Error::run(format!("the UML guest was killed by signal {}", status.signal().unwrap_or(0)))),
+        None => Err(Error::run(format!(
+            "the UML guest was killed by signal {}",
+            status.signal().unwrap_or(0)
+        ))),
     }
 }
 
@@ -170,8 +212,14 @@ pub fn guest_job() -> Option<Job> {
 pub fn guest_init(job: &Job) -> Result<f64> {
     use nix::mount::{MsFlags, mount};
     let fs = |source: &str, target: &str, fstype: &str| {
-        mount(Some(source), target, Some(fstype), MsFlags::empty(), None::<&str>)
-            .map_err(|e| Error::run(format!("guest: cannot mount {fstype} on {target}: {e}")))
+        mount(
+            Some(source),
+            target,
+            Some(fstype),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(|e| Error::run(format!("guest: cannot mount {fstype} on {target}: {e}")))
     };
     fs("proc", "/proc", "proc")?;
     fs("sysfs", "/sys", "sysfs")?;
@@ -215,11 +263,19 @@ fn modules_dep(release: &str) -> Result<Vec<(String, Vec<String>)>, String> {
     Ok(text
         .lines()
         .filter_map(|l| l.split_once(':'))
-        .map(|(m, deps)| (m.to_string(), deps.split_whitespace().map(str::to_string).collect()))
+        .map(|(m, deps)| {
+            (
+                m.to_string(),
+                deps.split_whitespace().map(str::to_string).collect(),
+            )
+        })
         .collect())
 }
 
-fn module_path<'a>(deps: &'a [(String, Vec<String>)], name: &str) -> Option<&'a (String, Vec<String>)> {
+fn module_path<'a>(
+    deps: &'a [(String, Vec<String>)],
+    name: &str,
+) -> Option<&'a (String, Vec<String>)> {
     let file = format!("/{name}.ko");
     deps.iter().find(|(m, _)| m.ends_with(&file))
 }
@@ -227,13 +283,20 @@ fn module_path<'a>(deps: &'a [(String, Vec<String>)], name: &str) -> Option<&'a 
 /// Loads a module after its dependencies (modules.dep lists them so that the last one is loaded
 /// first), as modprobe does; modules already loaded are fine.
 fn load_module(release: &str, deps: &[(String, Vec<String>)], name: &str) -> Result<()> {
-    let (path, needs) = module_path(deps, name).ok_or_else(|| Error::run(format!("guest: no module {name}")))?;
+    let (path, needs) =
+        module_path(deps, name).ok_or_else(|| Error::run(format!("guest: no module {name}")))?;
     for rel in needs.iter().rev().chain(std::iter::once(path)) {
         let full = Path::new(UML_MODULES).join(release).join(rel);
-        let file = std::fs::File::open(&full).map_err(|e| Error::run(format!("guest: {}: {e}", full.display())))?;
+        let file = std::fs::File::open(&full)
+            .map_err(|e| Error::run(format!("guest: {}: {e}", full.display())))?;
         match nix::kmod::finit_module(&file, c"", nix::kmod::ModuleInitFlags::empty()) {
             Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
-            Err(e) => return Err(Error::run(format!("guest: loading {}: {e}", full.display()))),
+            Err(e) => {
+                return Err(Error::run(format!(
+                    "guest: loading {}: {e}",
+                    full.display()
+                )));
+            }
         }
     }
     Ok(())
@@ -245,9 +308,16 @@ mod tests {
 
     #[test]
     fn jobs_survive_the_kernel_command_line() {
-        let job = Job { args: vec!["bondcheck".into(), "run".into(), "a b/ü".into()], cwd: "/w".into(), started_unix_ns: 7 };
+        let job = Job {
+            args: vec!["bondcheck".into(), "run".into(), "a b/ü".into()],
+            cwd: "/w".into(),
+            started_unix_ns: 7,
+        };
         let hex = encode(&job);
-        assert!(hex.chars().all(|c| c.is_ascii_hexdigit()), "no spaces or quotes for the kernel to split");
+        assert!(
+            hex.chars().all(|c| c.is_ascii_hexdigit()),
+            "no spaces or quotes for the kernel to split"
+        );
         let back = decode(&hex).unwrap();
         assert_eq!(back.args, job.args);
         assert_eq!(back.cwd, job.cwd);
@@ -258,10 +328,19 @@ mod tests {
     #[test]
     fn module_dependencies_are_found_by_name() {
         let deps = vec![
-            ("kernel/net/ipv6/ipv6.ko".to_string(), vec!["kernel/lib/crc-ccitt.ko".to_string()]),
-            ("kernel/drivers/net/bonding/bonding.ko".to_string(), vec!["kernel/net/ipv6/ipv6.ko".into()]),
+            (
+                "kernel/net/ipv6/ipv6.ko".to_string(),
+                vec!["kernel/lib/crc-ccitt.ko".to_string()],
+            ),
+            (
+                "kernel/drivers/net/bonding/bonding.ko".to_string(),
+                vec!["kernel/net/ipv6/ipv6.ko".into()],
+            ),
         ];
-        assert_eq!(module_path(&deps, "bonding").unwrap().1, ["kernel/net/ipv6/ipv6.ko"]);
+        assert_eq!(
+            module_path(&deps, "bonding").unwrap().1,
+            ["kernel/net/ipv6/ipv6.ko"]
+        );
         assert!(module_path(&deps, "ipv").is_none());
     }
 }
