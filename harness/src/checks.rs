@@ -29,7 +29,10 @@ pub struct Verdict {
     pub check: String,
     pub status: Status,
     pub expected: Option<Value>,
+    /// As netlink reports it.
     pub observed: Option<Value>,
+    /// As /proc/net/bonding reports it, where it shows the value.
+    pub observed_procfs: Option<Value>,
     pub unit: Option<&'static str>,
     pub rule: Option<Rule>,
     pub message: String,
@@ -58,46 +61,59 @@ pub fn evaluate(model: &Model, obs: &Observation) -> Vec<Verdict> {
     out
 }
 
-fn observed(check: &str, obs: &Observation, expected: &Value) -> Value {
-    let v = &obs.netlink;
-    let text = |s: &Option<String>| s.clone().map_or(Value::None, Value::Text);
-    let number = |n: Option<u32>| n.map_or(Value::None, |n| Value::Number(n.into()));
+/// What one view of the bond shows for `check`; None where that view has no such field.
+fn observed_in(check: &str, v: &BondView) -> Option<Value> {
+    let text = |s: &Option<String>| Some(s.clone().map_or(Value::None, Value::Text));
+    let number = |n: Option<u32>| Some(n.map_or(Value::None, |n| Value::Number(n.into())));
     match check {
         "option.mode" => text(&v.mode),
         "option.miimon" => number(v.miimon),
         "option.updelay" => number(v.updelay),
         "option.downdelay" => number(v.downdelay),
-        "option.primary" => match v.primary.as_deref() {
+        "option.primary" => Some(match v.primary.as_deref() {
             None | Some("none") => Value::None,
             Some(p) => Value::Text(p.into()),
-        },
-        "address" => match expected {
-            Value::Text(want) if obs.addresses.contains(want) => expected.clone(),
-            _ if obs.addresses.is_empty() => Value::None,
-            _ => Value::Text(obs.addresses.join(", ")),
-        },
-        _ => match check
-            .strip_prefix("slave.")
-            .and_then(|c| c.strip_suffix(".mii_status"))
-        {
-            Some(slave) => match v.slave(slave) {
-                Some(s) => text(&s.mii_status),
+        }),
+        _ => {
+            let slave = check.strip_prefix("slave.")?.strip_suffix(".mii_status")?;
+            Some(match v.slave(slave) {
+                Some(s) => text(&s.mii_status)?,
                 None => Value::Text("not enslaved".into()),
-            },
-            None => Value::None,
-        },
+            })
+        }
     }
 }
 
+/// The bond's addresses as the check sees them: the expected one if present, else all.
+fn observed_address(expected: &Value, addresses: &[String]) -> Value {
+    match expected {
+        Value::Text(want) if addresses.contains(want) => expected.clone(),
+        _ if addresses.is_empty() => Value::None,
+        _ => Value::Text(addresses.join(", ")),
+    }
+}
+
+/// Passes when every view that shows the value shows the expected one.
 fn compare(e: &Expectation, obs: &Observation) -> Verdict {
-    let got = observed(&e.check, obs, &e.expected);
+    let (got, got_procfs) = match e.check.as_str() {
+        "address" => (observed_address(&e.expected, &obs.addresses), None),
+        check => (
+            observed_in(check, &obs.netlink).unwrap_or(Value::None),
+            observed_in(check, &obs.procfs),
+        ),
+    };
     let unit = e.unit.map(|u| format!(" {u}")).unwrap_or_default();
-    let pass = got == e.expected;
+    let pass = got == e.expected && got_procfs.as_ref().is_none_or(|p| *p == e.expected);
+    let seen = match &got_procfs {
+        Some(p) if *p == got => format!("{got}{unit} (netlink and /proc)"),
+        Some(p) => format!("{got}{unit} (netlink), {p}{unit} (/proc)"),
+        None => format!("{got}{unit} (netlink)"),
+    };
     let mut message = if pass {
-        format!("{}{unit} as expected", e.expected)
+        format!("expected and observed {seen}")
     } else {
         format!(
-            "expected {}{unit}, observed {got}{unit}; rule: {} ({})",
+            "expected {}{unit}, observed {seen}; rule: {} ({})",
             e.expected, e.rule.text, e.rule.source
         )
     };
@@ -122,6 +138,7 @@ fn compare(e: &Expectation, obs: &Observation) -> Verdict {
         status: if pass { Status::Pass } else { Status::Fail },
         expected: Some(e.expected.clone()),
         observed: Some(got),
+        observed_procfs: got_procfs,
         unit: e.unit,
         rule: Some(e.rule.clone()),
         message,
@@ -199,6 +216,7 @@ fn views_agree(netlink: &BondView, procfs: &BondView) -> Verdict {
         status,
         expected: None,
         observed: None,
+        observed_procfs: None,
         unit: None,
         rule: Some(Rule {
             text: "both views are read from the same bond and must report the same state".into(),
@@ -266,15 +284,31 @@ mod tests {
         assert_eq!(v.status, Status::Fail);
         assert_eq!(
             v.message,
-            "expected 200 ms, observed 400 ms; rule: rounded (bond_options.c)"
+            "expected 200 ms, observed 400 ms (netlink and /proc); rule: rounded (bond_options.c)"
         );
         let ok = compare(
             &Expectation {
                 expected: Value::Number(400),
-                ..e
+                ..e.clone()
             },
             &obs,
         );
         assert_eq!(ok.status, Status::Pass);
+        let split = Observation {
+            procfs: view(200, "up"),
+            ..obs
+        };
+        let v = compare(&e, &split);
+        assert_eq!(
+            v.status,
+            Status::Fail,
+            "a /proc value that differs fails the check"
+        );
+        assert!(
+            v.message
+                .starts_with("expected 200 ms, observed 400 ms (netlink), 200 ms (/proc)"),
+            "{}",
+            v.message
+        );
     }
 }

@@ -20,14 +20,20 @@ const SLOW_CASE: &str = "suites/negative-controls/slave-lost-carrier";
 fn main() {
     let args = Arguments::from_args();
     let no_kernel = kernel::select(Choice::Auto).is_err();
-    let trials = [("sigkill_mid_case", Signal::SIGKILL), ("sigint_mid_case", Signal::SIGINT)]
-        .map(|(name, sig)| Trial::test(name, move || killed_mid_case(sig)).with_ignored_flag(no_kernel));
+    let trials = [
+        ("sigkill_mid_case", Signal::SIGKILL),
+        ("sigint_mid_case", Signal::SIGINT),
+    ]
+    .map(|(name, sig)| {
+        Trial::test(name, move || killed_mid_case(sig)).with_ignored_flag(no_kernel)
+    });
     libtest_mimic::run(&args, trials.into()).exit()
 }
 
 fn bondcheck(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bondcheck"));
-    cmd.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()).args(args);
+    cmd.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
+        .args(args);
     cmd
 }
 
@@ -35,7 +41,10 @@ fn bondcheck(args: &[&str]) -> Command {
 fn host_state() -> (BTreeSet<String>, BTreeSet<String>) {
     let names = |dir: &str| -> BTreeSet<String> {
         std::fs::read_dir(dir)
-            .map(|d| d.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned())).collect())
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     (names("/sys/class/net"), names("/run/netns"))
@@ -44,18 +53,28 @@ fn host_state() -> (BTreeSet<String>, BTreeSet<String>) {
 fn parent_of(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which may hold spaces, start after the last ')'.
-    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
 }
 
 /// Every live process descending from `root`.
 fn descendants(root: u32) -> BTreeSet<u32> {
     let all: Vec<u32> = std::fs::read_dir("/proc")
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
         .unwrap_or_default();
     let mut found = BTreeSet::from([root]);
     loop {
@@ -74,13 +93,18 @@ fn descendants(root: u32) -> BTreeSet<u32> {
 
 /// Starts a run and returns once the guest (or host run) has started its first case.
 fn start_run() -> Result<Child, Failed> {
-    let mut child = bondcheck(&["run", SLOW_CASE]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+    let mut child = bondcheck(&["run", SLOW_CASE])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
     let stdout = child.stdout.take().expect("piped");
     let mut lines = BufReader::new(stdout).lines();
     // The harness says it is in the guest right before the first case starts.
     loop {
         match lines.next() {
-            Some(Ok(l)) if l.starts_with("bondcheck: in a UML guest") || l.starts_with("case ") => break,
+            Some(Ok(l)) if l.starts_with("bondcheck: in a UML guest") || l.starts_with("case ") => {
+                break;
+            }
             Some(Ok(_)) => continue,
             _ => return Err("the run ended before its first case".into()),
         }
@@ -107,7 +131,9 @@ fn killed_mid_case(sig: Signal) -> Result<(), Failed> {
             break;
         }
         if Instant::now() > deadline {
-            return Err(format!("processes left behind after {sig}: {left:?} (of {family:?})").into());
+            return Err(
+                format!("processes left behind after {sig}: {left:?} (of {family:?})").into(),
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -120,7 +146,11 @@ fn killed_mid_case(sig: Signal) -> Result<(), Failed> {
     }
     let next = bondcheck(&["run", "suites/debian-howto"]).output()?;
     if !next.status.success() {
-        return Err(format!("the next run failed:\n{}", String::from_utf8_lossy(&next.stdout)).into());
+        return Err(format!(
+            "the next run failed:\n{}",
+            String::from_utf8_lossy(&next.stdout)
+        )
+        .into());
     }
     Ok(())
 }
