@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::model::{Expectation, Model, Rule, VIEWS_AGREE, Value};
+use crate::model::{ANSWERS, Answer, Expectation, Model, Rule, VIEWS_AGREE, Value};
 use crate::observe::{BondView, SlaveView};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -28,6 +28,8 @@ pub struct Measurement {
 pub struct Verdict {
     pub check: String,
     pub status: Status,
+    /// What the spec asked for, as written.
+    pub requested: Option<String>,
     pub expected: Option<Value>,
     /// As netlink reports it.
     pub observed: Option<Value>,
@@ -46,6 +48,8 @@ pub struct Observation {
     pub procfs: BondView,
     /// /proc/net/bonding/<bond> as read.
     pub procfs_text: String,
+    /// The kernel's answer to every step of the plan.
+    pub answers: Vec<Answer>,
     pub addresses: Vec<String>,
     /// How long the harness waited for the slaves to settle, and its deadline.
     #[serde(skip)]
@@ -57,30 +61,24 @@ pub struct Observation {
 /// Compares every expectation with the netlink view and the two views with each other.
 pub fn evaluate(model: &Model, obs: &Observation) -> Vec<Verdict> {
     let mut out: Vec<Verdict> = model.expectations.iter().map(|e| compare(e, obs)).collect();
+    out.push(answers_agree(&model.answers, &obs.answers));
     out.push(views_agree(&obs.netlink, &obs.procfs));
     out
 }
 
 /// What one view of the bond shows for `check`; None where that view has no such field.
 fn observed_in(check: &str, v: &BondView) -> Option<Value> {
-    let text = |s: &Option<String>| Some(s.clone().map_or(Value::None, Value::Text));
-    let number = |n: Option<u32>| Some(n.map_or(Value::None, |n| Value::Number(n.into())));
-    match check {
-        "option.mode" => text(&v.mode),
-        "option.miimon" => number(v.miimon),
-        "option.updelay" => number(v.updelay),
-        "option.downdelay" => number(v.downdelay),
-        "option.primary" => Some(match v.primary.as_deref() {
-            None | Some("none") => Value::None,
-            Some(p) => Value::Text(p.into()),
-        }),
-        _ => {
-            let slave = check.strip_prefix("slave.")?.strip_suffix(".mii_status")?;
-            Some(match v.slave(slave) {
-                Some(s) => text(&s.mii_status)?,
-                None => Value::Text("not enslaved".into()),
-            })
-        }
+    if let Some(param) = check.strip_prefix("option.") {
+        return v.options.get(param).cloned();
+    }
+    let (slave, field) = check.strip_prefix("slave.")?.rsplit_once('.')?;
+    let Some(s) = v.slave(slave) else {
+        return Some(Value::Text("not enslaved".into()));
+    };
+    match field {
+        "mii_status" => s.mii_status.clone().map(Value::Text),
+        "queue_id" => s.queue_id.map(|q| Value::Number(q.into())),
+        _ => None,
     }
 }
 
@@ -97,10 +95,11 @@ fn observed_address(expected: &Value, addresses: &[String]) -> Value {
 fn compare(e: &Expectation, obs: &Observation) -> Verdict {
     let (got, got_procfs) = match e.check.as_str() {
         "address" => (observed_address(&e.expected, &obs.addresses), None),
-        check => (
-            observed_in(check, &obs.netlink).unwrap_or(Value::None),
-            observed_in(check, &obs.procfs),
-        ),
+        check => match observed_in(check, &obs.netlink) {
+            Some(got) => (got, observed_in(check, &obs.procfs)),
+            // A kernel too old to report the attribute: nothing was observed, nothing judged.
+            None => return skipped(e, "the kernel does not report this over netlink"),
+        },
     };
     let unit = e.unit.map(|u| format!(" {u}")).unwrap_or_default();
     let pass = got == e.expected && got_procfs.as_ref().is_none_or(|p| *p == e.expected);
@@ -109,11 +108,16 @@ fn compare(e: &Expectation, obs: &Observation) -> Verdict {
         Some(p) => format!("{got}{unit} (netlink), {p}{unit} (/proc)"),
         None => format!("{got}{unit} (netlink)"),
     };
+    let asked = e
+        .requested
+        .as_ref()
+        .map(|r| format!("requested {r}, "))
+        .unwrap_or_default();
     let mut message = if pass {
-        format!("expected and observed {seen}")
+        format!("{asked}expected and observed {seen}")
     } else {
         format!(
-            "expected {}{unit}, observed {seen}; rule: {} ({})",
+            "{asked}expected {}{unit}, observed {seen}; rule: {} ({})",
             e.expected, e.rule.text, e.rule.source
         )
     };
@@ -135,6 +139,7 @@ fn compare(e: &Expectation, obs: &Observation) -> Verdict {
     }
     Verdict {
         check: e.check.clone(),
+        requested: e.requested.clone(),
         status: if pass { Status::Pass } else { Status::Fail },
         expected: Some(e.expected.clone()),
         observed: Some(got),
@@ -143,6 +148,87 @@ fn compare(e: &Expectation, obs: &Observation) -> Verdict {
         rule: Some(e.rule.clone()),
         message,
         measurements,
+    }
+}
+
+fn skipped(e: &Expectation, why: &str) -> Verdict {
+    Verdict {
+        check: e.check.clone(),
+        requested: e.requested.clone(),
+        status: Status::Skip,
+        expected: Some(e.expected.clone()),
+        observed: None,
+        observed_procfs: None,
+        unit: e.unit,
+        rule: Some(e.rule.clone()),
+        message: format!("skipped: {why}"),
+        measurements: Vec::new(),
+    }
+}
+
+/// The kernel's answer to every step against the model's, step by step.
+fn answers_agree(expected: &[Answer], observed: &[Answer]) -> Verdict {
+    let refusals = |list: &[Answer]| {
+        let r: Vec<String> = list
+            .iter()
+            .filter_map(|a| a.refused.as_ref().map(|e| format!("{}: {e}", a.step)))
+            .collect();
+        if r.is_empty() {
+            Value::None
+        } else {
+            Value::Text(r.join("; "))
+        }
+    };
+    let first_difference = expected
+        .iter()
+        .zip(observed)
+        .position(|(e, o)| e != o)
+        .or_else(|| (expected.len() != observed.len()).then(|| expected.len().min(observed.len())));
+    let show = |a: Option<&Answer>| match a {
+        Some(Answer {
+            step,
+            refused: Some(e),
+        }) => format!("{step} refused ({e})"),
+        Some(Answer {
+            step,
+            refused: None,
+        }) => format!("{step} accepted"),
+        None => "nothing".into(),
+    };
+    let (status, message) = match first_difference {
+        None => (
+            Status::Pass,
+            format!(
+                "the kernel answered all {} steps as expected",
+                expected.len()
+            ),
+        ),
+        Some(i) => (
+            Status::Fail,
+            format!(
+                "step {}: expected {}, observed {}",
+                i + 1,
+                show(expected.get(i)),
+                show(observed.get(i))
+            ),
+        ),
+    };
+    Verdict {
+        check: ANSWERS.into(),
+        requested: None,
+        status,
+        expected: Some(refusals(expected)),
+        observed: Some(refusals(observed)),
+        observed_procfs: None,
+        unit: None,
+        rule: Some(Rule {
+            text: "each write is judged by bond_opt_check_deps and the option's set function against the \
+                   state the earlier writes left, in ifenslave's order"
+                .into(),
+            source: "drivers/net/bonding/bond_options.c; ifenslave 2.13 if-pre-up.d/ifenslave",
+        }),
+        message,
+        measurements: Vec::new(),
     }
 }
 
@@ -156,17 +242,13 @@ pub fn view_differences(netlink: &BondView, procfs: &BondView) -> Vec<String> {
             }
         }
     };
-    let s = |v: &Option<String>| v.clone();
-    let n = |v: Option<u32>| v.map(|v| v.to_string());
-    field("mode".into(), s(&netlink.mode), s(&procfs.mode));
-    field("miimon".into(), n(netlink.miimon), n(procfs.miimon));
-    field("updelay".into(), n(netlink.updelay), n(procfs.updelay));
-    field(
-        "downdelay".into(),
-        n(netlink.downdelay),
-        n(procfs.downdelay),
-    );
-    field("primary".into(), s(&netlink.primary), s(&procfs.primary));
+    for (param, a) in &netlink.options {
+        field(
+            param.clone(),
+            Some(a.to_string()),
+            procfs.options.get(param).map(ToString::to_string),
+        );
+    }
     let names = |v: &BondView| {
         v.slaves
             .iter()
@@ -213,6 +295,7 @@ fn views_agree(netlink: &BondView, procfs: &BondView) -> Verdict {
     };
     Verdict {
         check: VIEWS_AGREE.into(),
+        requested: None,
         status,
         expected: None,
         observed: None,
@@ -233,11 +316,11 @@ mod tests {
 
     fn view(updelay: u32, mii: &str) -> BondView {
         BondView {
-            mode: Some("balance-rr".into()),
-            miimon: Some(100),
-            updelay: Some(updelay),
-            downdelay: Some(200),
-            primary: Some("none".into()),
+            options: [
+                ("mode".to_string(), Value::Text("balance-rr".into())),
+                ("updelay".to_string(), Value::Number(updelay.into())),
+            ]
+            .into(),
             up: Some(true),
             carrier: None,
             slaves: vec![SlaveView {
@@ -267,6 +350,7 @@ mod tests {
             check: "option.updelay".into(),
             expected: Value::Number(200),
             unit: Some("ms"),
+            requested: Some("220".into()),
             rule: Rule {
                 text: "rounded".into(),
                 source: "bond_options.c",
@@ -276,6 +360,7 @@ mod tests {
             netlink: view(400, "up"),
             procfs: view(400, "up"),
             procfs_text: String::new(),
+            answers: vec![],
             addresses: vec![],
             settle_waited: Duration::ZERO,
             settle_deadline: Duration::ZERO,
@@ -284,7 +369,7 @@ mod tests {
         assert_eq!(v.status, Status::Fail);
         assert_eq!(
             v.message,
-            "expected 200 ms, observed 400 ms (netlink and /proc); rule: rounded (bond_options.c)"
+            "requested 220, expected 200 ms, observed 400 ms (netlink and /proc); rule: rounded (bond_options.c)"
         );
         let ok = compare(
             &Expectation {
@@ -305,8 +390,9 @@ mod tests {
             "a /proc value that differs fails the check"
         );
         assert!(
-            v.message
-                .starts_with("expected 200 ms, observed 400 ms (netlink), 200 ms (/proc)"),
+            v.message.starts_with(
+                "requested 220, expected 200 ms, observed 400 ms (netlink), 200 ms (/proc)"
+            ),
             "{}",
             v.message
         );

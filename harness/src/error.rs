@@ -72,6 +72,22 @@ impl Error {
         Error::Run(message.into())
     }
 
+    /// The offending line of the input file with a caret under the column, when there is one.
+    pub fn caret(&self) -> Option<String> {
+        let Error::Input { at, .. } = self else {
+            return None;
+        };
+        let text = std::fs::read_to_string(&at.path).ok()?;
+        let line = text.lines().nth(at.line.checked_sub(1)?)?;
+        let gutter = at.line.to_string().len();
+        Some(format!(
+            "{:>gutter$} | {line}\n{:>gutter$} | {}^\n",
+            at.line,
+            "",
+            " ".repeat(at.column.saturating_sub(1))
+        ))
+    }
+
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Input { .. } | Error::File { .. } | Error::Usage(_) => 2,

@@ -8,12 +8,16 @@
 
 pub mod apply;
 pub mod checks;
+pub mod driver;
 pub mod error;
+pub mod ifenslave;
 pub mod kernel;
+pub mod lint;
 pub mod model;
 pub mod netlink;
 pub mod netns;
 pub mod observe;
+pub mod options;
 pub mod perturb;
 pub mod procfs;
 pub mod report;

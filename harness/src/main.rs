@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use nix::sys::signal::{SigHandler, Signal, signal};
 
 use bondcheck::kernel::{self, Backend, Choice, KernelInfo};
 use bondcheck::{Error, run, suite};
@@ -36,8 +37,21 @@ enum Command {
         #[arg(long, value_name = "DIR", default_value = "veth-topologies")]
         topologies: PathBuf,
     },
+    /// Say what the kernel will make of an interfaces file, before anything runs.
+    Lint {
+        /// The interfaces(5) file.
+        path: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
     /// Say which kernel backends work here, and why the others do not.
     Doctor,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
 }
 
 /// Where this process runs: on the host, or as init of a UML guest (with its boot time).
@@ -49,7 +63,13 @@ enum Place {
 
 fn main() {
     match kernel::uml::guest_job() {
-        None => std::process::exit(dispatch(std::env::args_os().collect(), Place::Host)),
+        None => {
+            // Like any Unix filter: output into a closed pipe (`| head`) ends the program
+            // quietly instead of failing a write.
+            // SAFETY: no other thread exists yet, and SIG_DFL is a valid disposition.
+            let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+            std::process::exit(dispatch(std::env::args_os().collect(), Place::Host))
+        }
         Some(job) => {
             let code = match kernel::uml::guest_init(&job) {
                 Ok(boot_ms) => {
@@ -80,6 +100,7 @@ fn dispatch(args: Vec<OsString>, place: Place) -> i32 {
     };
     let result = match cli.command {
         Command::Doctor => Ok(doctor()),
+        Command::Lint { path, format } => lint(&path, format),
         Command::Run {
             paths,
             report,
@@ -88,6 +109,35 @@ fn dispatch(args: Vec<OsString>, place: Place) -> i32 {
         } => run_command(args, place, &paths, report, kernel, &topologies),
     };
     result.unwrap_or_else(|e| report_error(&e))
+}
+
+/// Findings and the predicted configuration; exit 0 with warnings only, 2 on errors.
+fn lint(path: &std::path::Path, format: Format) -> Result<i32, Error> {
+    match (bondcheck::lint::lint(path), format) {
+        (Ok(l), Format::Text) => print!("{}", l.text()),
+        (Ok(l), Format::Json) => println!(
+            "{}",
+            serde_json::to_string_pretty(&l).expect("serialisable")
+        ),
+        (Err(e), Format::Json) if e.exit_code() == 2 => {
+            let error = serde_json::json!({ "file": path.display().to_string(), "errors": [{
+                "severity": "error", "message": e.to_string() }] });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&error).expect("serialisable")
+            );
+            return Ok(2);
+        }
+        (Err(e), Format::Text) => {
+            eprintln!("bondcheck: error: {e}");
+            if let Some(caret) = e.caret() {
+                eprint!("{caret}");
+            }
+            return Ok(e.exit_code());
+        }
+        (Err(e), _) => return Err(e),
+    }
+    Ok(0)
 }
 
 fn doctor() -> i32 {

@@ -1,12 +1,16 @@
 //! What the kernel should make of a spec, derived from the bonding driver's documented rules.
 //!
-//! The model is the single source of every expectation a check compares with the kernel. Each
-//! expected value carries the rule that produced it and where that rule is written down, so a
-//! failing check can say why bondcheck expected what it expected.
+//! The model runs ifenslave's plan for the spec (`ifenslave.rs`) through a model of the driver's
+//! option rules (`driver.rs`) and reads off what the kernel should answer to each write and
+//! report afterwards. It is the single source of every expectation a check compares with the
+//! kernel; each expected value carries the rule that produced it and where that rule is written.
 
 use std::time::Duration;
 
-use crate::spec::{Finding, Mode, Setting, Spec};
+use crate::driver::{self, Driver};
+use crate::ifenslave::{self, Step};
+use crate::options;
+use crate::spec::{Finding, Mode, Spec};
 
 /// A value as a check compares it: expected by the model or observed in the kernel.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -40,16 +44,28 @@ pub struct Rule {
 pub struct Expectation {
     /// The check's id, e.g. `option.updelay` or `slave.enp1s0.mii_status`.
     pub check: String,
+    /// What the spec asked for, as written, if it set this at all.
+    pub requested: Option<String>,
     pub expected: Value,
     pub unit: Option<&'static str>,
     pub rule: Rule,
+}
+
+/// One step of the plan and the kernel's predicted (or observed) answer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Answer {
+    pub step: String,
+    /// The errno name if the kernel refuses the step.
+    pub refused: Option<String>,
 }
 
 /// The model's prediction for one spec.
 #[derive(Debug, Clone)]
 pub struct Model {
     pub expectations: Vec<Expectation>,
-    /// Things the admin should know before anything runs (rounding, ignored options).
+    /// The kernel's answer to every step of the plan, in order.
+    pub answers: Vec<Answer>,
+    /// Things the admin should know before anything runs (rounding, refusals, overrides).
     pub warnings: Vec<Finding>,
     /// How long after the bond comes up every slave should have reached its expected state.
     pub settle: Duration,
@@ -58,192 +74,177 @@ pub struct Model {
 /// The check that compares the kernel's two views (netlink and /proc) of the same bond. It has
 /// no model expectation: the views must agree with each other.
 pub const VIEWS_AGREE: &str = "views.agree";
+/// The check that compares the kernel's answer to every step with the model's.
+pub const ANSWERS: &str = "apply.answers";
 
-const BONDING_RST: &str = "Documentation/networking/bonding.rst";
-const BOND_OPTIONS_C: &str = "drivers/net/bonding/bond_options.c";
 const BOND_MAIN_C: &str = "drivers/net/bonding/bond_main.c";
 
 impl Model {
-    /// Every check id the model and the kernel views give for this spec, in report order.
+    /// Every check id for this spec, in report order.
     pub fn check_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = self.expectations.iter().map(|e| e.check.clone()).collect();
+        ids.push(ANSWERS.to_string());
         ids.push(VIEWS_AGREE.to_string());
         ids
     }
 }
 
-/// Predicts the kernel's behaviour for `spec` (kernel facts are not needed for these rules yet).
+/// The label both the model and the applier give the answer to a step, so the two lists can
+/// be compared line by line.
+pub fn step_label(step: &Step, primary: Option<&str>) -> String {
+    match (step, primary) {
+        (Step::Primary(_), Some(p)) => format!("set primary {p}"),
+        _ => step.to_string(),
+    }
+}
+
+/// Predicts the kernel's behaviour for `spec`.
 pub fn predict(spec: &Spec) -> Model {
     let bond = &spec.bond;
-    let mut warnings = Vec::new();
+    let mut warnings = spec.notes.clone();
+    let mut driver = Driver::new();
+    let mut answers = Vec::new();
+    for step in ifenslave::plan(bond) {
+        // ifenslave writes no primary when no candidate is enslaved; the applier does the same.
+        let primary = match &step {
+            Step::Primary(c) => match driver.primary_name(c) {
+                Some(p) => Some(p),
+                None => {
+                    if let Some(o) = bond.option("primary") {
+                        warnings.push(Finding {
+                            at: o.at.clone(),
+                            message: "no bond-primary entry is one of the bond's slaves: no primary is set".into(),
+                        });
+                    }
+                    continue;
+                }
+            },
+            _ => None,
+        };
+        let outcome = driver.apply(&step);
+        if let Err(r) = &outcome {
+            let name = match &step {
+                Step::Set { opt, .. } => Some(opt.name),
+                Step::Primary(_) => Some("primary"),
+                _ => None,
+            };
+            if let Some(o) = name.and_then(|n| bond.option(n)) {
+                warnings.push(Finding {
+                    at: o.at.clone(),
+                    message: format!(
+                        "{} {}: the kernel refuses it ({}): {}",
+                        o.opt.key, o.raw, r.errno, r.why
+                    ),
+                });
+            }
+        }
+        answers.push(Answer {
+            step: step_label(&step, primary.as_deref()),
+            refused: outcome.err().map(|r| r.errno.to_string()),
+        });
+    }
+
     let mut out = Vec::new();
-    let mut expect = |check: String, expected: Value, unit, text: String, source| {
+    for (param, expected, rule) in driver.reported() {
+        let written: Vec<_> = bond
+            .options
+            .iter()
+            .filter(|o| driver::param(o.opt) == param)
+            .collect();
+        let requested = (!written.is_empty()).then(|| {
+            written
+                .iter()
+                .map(|o| o.raw.clone())
+                .collect::<Vec<_>>()
+                .join(" / ")
+        });
+        note_rounding_and_overrides(&written, &expected, &rule, &mut warnings);
+        let unit = match options::by_name(param).map(|o| o.kind) {
+            Some(options::Kind::Delay { .. }) => Some("ms"),
+            _ if matches!(param, "miimon" | "arp_interval") => Some("ms"),
+            _ if param == "lp_interval" => Some("s"),
+            _ => None,
+        };
         out.push(Expectation {
-            check,
+            check: format!("option.{param}"),
+            requested,
             expected,
             unit,
-            rule: Rule { text, source },
-        })
-    };
+            rule,
+        });
+    }
 
-    let mode = bond.mode.as_ref().map_or(Mode::BalanceRr, |m| m.value);
-    let mode_rule = match &bond.mode {
-        Some(_) => "bond-mode as written".to_string(),
-        None => "balance-rr is the driver's default mode".to_string(),
-    };
-    expect(
-        "option.mode".into(),
-        Value::Text(mode.name().into()),
-        None,
-        mode_rule,
-        BONDING_RST,
-    );
-
-    let forces_miimon = matches!(mode, Mode::Ieee8023ad | Mode::BalanceTlb | Mode::BalanceAlb);
-    let (miimon, miimon_rule, miimon_src) = match &bond.miimon {
-        Some(m) if m.value == 0 && forces_miimon => (
-            100,
-            format!(
-                "{mode} needs link monitoring: a miimon of 0 is replaced by 100 when the mode is set"
-            ),
-            BOND_OPTIONS_C,
-        ),
-        Some(m) => (m.value, "bond-miimon as written".to_string(), BONDING_RST),
-        None if forces_miimon => (
-            100,
-            format!("bond_option_mode_set sets miimon to 100 for {mode} when it is unset"),
-            BOND_OPTIONS_C,
-        ),
-        None => (
-            0,
-            "no bond-miimon: a bond made over netlink keeps the module default 0, so there is no \
-             link monitoring and slaves always count as up"
-                .to_string(),
-            BOND_MAIN_C,
-        ),
-    };
-    if miimon == 0 {
+    let miimon = driver.miimon();
+    let arp = driver.arp_interval();
+    if miimon == 0 && arp == 0 {
         warnings.push(Finding {
             at: bond.at.clone(),
-            message: "no link monitoring (neither bond-miimon nor ARP monitoring): a dead slave \
-                      keeps getting traffic"
+            message: "no link monitoring (neither miimon nor arp_interval ends up set): a dead slave keeps \
+                      getting traffic"
                 .into(),
         });
     }
-    expect(
-        "option.miimon".into(),
-        Value::Number(miimon.into()),
-        Some("ms"),
-        miimon_rule,
-        miimon_src,
-    );
-
-    let mut delay_ticks = |name: &str, setting: &Option<Setting<u32>>| -> u32 {
-        let Some(s) = setting else {
-            expect(
-                format!("option.{name}"),
-                Value::Number(0),
-                Some("ms"),
-                format!("no bond-{name}: the default is 0"),
-                BONDING_RST,
-            );
-            return 0;
-        };
-        if miimon == 0 {
-            warnings.push(Finding {
-                at: s.at.clone(),
-                message: format!(
-                    "bond-{name} {} has no effect without miimon: the kernel refuses it",
-                    s.value
-                ),
-            });
-            expect(
-                format!("option.{name}"),
-                Value::Number(0),
-                Some("ms"),
-                format!("{name} needs MII monitoring; with miimon 0 the kernel refuses it (EPERM)"),
-                BOND_OPTIONS_C,
-            );
-            return 0;
-        }
-        let ticks = s.value / miimon;
-        let effective = ticks * miimon;
-        if effective != s.value {
-            warnings.push(Finding {
-                at: s.at.clone(),
-                message: format!(
-                    "bond-{name} {} is not a multiple of bond-miimon {miimon}: the kernel rounds it \
-                     down to {effective} ms",
-                    s.value
-                ),
-            });
-        }
-        expect(
-            format!("option.{name}"),
-            Value::Number(effective.into()),
-            Some("ms"),
-            format!(
-                "stored as floor({}/{miimon}) = {ticks} monitor ticks and reported as ticks × miimon",
-                s.value
+    match driver.mode() {
+        Mode::BalanceRr | Mode::BalanceXor | Mode::Broadcast => warnings.push(Finding {
+            at: bond.at.clone(),
+            message: format!(
+                "{} needs the switch ports configured as a static aggregate (EtherChannel \"mode on\")",
+                driver.mode()
             ),
-            BOND_OPTIONS_C,
-        );
-        ticks
-    };
-    let up_ticks = delay_ticks("updelay", &bond.updelay);
-    delay_ticks("downdelay", &bond.downdelay);
-
-    let slave_names: Vec<&str> = bond.slaves.iter().map(|s| s.value.as_str()).collect();
-    let (primary, primary_rule) = match &bond.primary {
-        None => (Value::None, "no bond-primary".to_string()),
-        Some(p) if !mode.uses_primary() => {
-            warnings.push(Finding {
-                at: p.at.clone(),
-                message: format!(
-                    "bond-primary has no effect in {mode}: only active-backup, balance-tlb and \
-                     balance-alb have a primary slave; the kernel refuses it"
-                ),
+        }),
+        Mode::Ieee8023ad => warnings.push(Finding {
+            at: bond.at.clone(),
+            message: "802.3ad needs the switch ports configured for LACP".into(),
+        }),
+        _ => {}
+    }
+    for slave in &bond.slaves {
+        let name = &slave.value;
+        if arp == 0 {
+            let text = if miimon == 0 {
+                "without link monitoring bond_enslave marks every slave up"
+            } else {
+                "a slave with carrier is up once updelay has passed (bond_enslave, bond_miimon_inspect)"
+            };
+            out.push(Expectation {
+                check: format!("slave.{name}.mii_status"),
+                requested: None,
+                expected: Value::Text("up".into()),
+                unit: None,
+                rule: Rule {
+                    text: text.into(),
+                    source: BOND_MAIN_C,
+                },
             });
-            (
-                Value::None,
-                format!("primary is not supported in {mode} (BOND_OPT_PRIMARY unsupported modes)"),
-            )
         }
-        Some(p) => match p.value.iter().find(|n| slave_names.contains(&n.as_str())) {
-            Some(first) => (
-                Value::Text(first.clone()),
-                "ifenslave makes the first bond-primary entry that is enslaved the primary".into(),
-            ),
-            None => {
-                warnings.push(Finding {
-                    at: p.at.clone(),
-                    message: "no bond-primary entry is one of the bond's slaves".into(),
-                });
-                (Value::None, "no bond-primary entry is enslaved".into())
-            }
-        },
-    };
-    expect(
-        "option.primary".into(),
-        primary,
-        None,
-        primary_rule,
-        BOND_OPTIONS_C,
-    );
-
-    for slave in &slave_names {
-        let rule = if miimon == 0 {
-            "without link monitoring bond_enslave marks every slave up"
-        } else {
-            "a slave with carrier is up once updelay has passed (bond_enslave, bond_miimon_inspect)"
-        };
-        expect(
-            format!("slave.{slave}.mii_status"),
-            Value::Text("up".into()),
-            None,
-            rule.into(),
-            BOND_MAIN_C,
-        );
+        let queue = bond.option("queue_id").and_then(|o| match &o.value {
+            crate::spec::OptValue::QueueIds(pairs) => pairs
+                .iter()
+                .find(|(s, _)| s == name)
+                .map(|(s, q)| format!("{s}:{q}")),
+            _ => None,
+        });
+        out.push(Expectation {
+            check: format!("slave.{name}.queue_id"),
+            requested: queue,
+            expected: Value::Number(driver.queue_id(name).into()),
+            unit: None,
+            rule: Rule {
+                text:
+                    "queue ids are set per slave with iface_queue_id; 0 unless a write was accepted"
+                        .into(),
+                source: driver::BOND_OPTIONS_C,
+            },
+        });
+    }
+    if arp != 0 {
+        warnings.push(Finding {
+            at: bond.at.clone(),
+            message:
+                "ARP monitoring: slave states depend on replies from the ARP targets, which the \
+                      topology does not provide yet; no slave state is predicted"
+                    .into(),
+        });
     }
 
     let address = bond
@@ -254,36 +255,80 @@ pub fn predict(spec: &Spec) -> Model {
         Some(_) => "ifupdown's static method adds address/netmask to the bond",
         None => "a manual stanza configures no address",
     };
-    expect(
-        "address".into(),
-        address,
-        None,
-        address_rule.into(),
-        "interfaces(5): inet static",
-    );
+    out.push(Expectation {
+        check: "address".into(),
+        requested: bond.address.as_ref().map(|a| a.value.to_string()),
+        expected: address,
+        unit: None,
+        rule: Rule {
+            text: address_rule.into(),
+            source: "interfaces(5): inet static",
+        },
+    });
 
-    let mut warnings_sorted = spec.notes.clone();
-    warnings_sorted.extend(warnings);
-    warnings_sorted.sort_by_key(|f| (f.at.line, f.at.column));
-
+    warnings.sort_by_key(|f| (f.at.line, f.at.column));
+    warnings.dedup();
+    let up_ticks = if miimon == 0 {
+        0
+    } else {
+        driver.ticks("updelay")
+    };
     Model {
         expectations: out,
-        warnings: warnings_sorted,
+        answers,
+        warnings,
         settle: settle_time(miimon, up_ticks),
     }
+}
+
+/// Warns where the kernel will report something other than what was written: a delay rounded
+/// down to a multiple of miimon, or a value a later write changed.
+fn note_rounding_and_overrides(
+    written: &[&crate::spec::BondOption],
+    expected: &Value,
+    rule: &Rule,
+    warnings: &mut Vec<Finding>,
+) {
+    let Some(last) = written.last() else { return };
+    let crate::spec::OptValue::Number(n) = last.value else {
+        return;
+    };
+    let as_written = match last.opt.word(n) {
+        Some(w) => Value::Text(w.into()),
+        None => Value::Number(n),
+    };
+    if &as_written == expected
+        || rule.text.contains("as written") && !matches!(last.opt.kind, options::Kind::Delay { .. })
+    {
+        return;
+    }
+    let message = match last.opt.kind {
+        options::Kind::Delay { .. } if rule.text.contains("floor(") => {
+            format!(
+                "{} {n} is not a multiple of miimon: the kernel rounds it down to {expected} ms",
+                last.opt.key
+            )
+        }
+        _ => format!(
+            "{} {} ends up as {expected}: {}",
+            last.opt.key, last.raw, rule.text
+        ),
+    };
+    warnings.push(Finding {
+        at: last.at.clone(),
+        message,
+    });
 }
 
 /// Worst case for a slave with carrier to be committed UP after the bond opens: the first
 /// monitor tick comes at once, then `updelay` ticks, each up to (P + G) jiffies (link monitor
 /// timing, kernel-bonding.md §2.2). HZ is not known here, so take HZ=100 (10 ms jiffies, the
 /// largest common jiffy), which gives the longest window.
-fn settle_time(miimon_ms: u32, up_ticks: u32) -> Duration {
-    const JIFFY_MS: u32 = 10;
+fn settle_time(miimon_ms: u64, up_ticks: u64) -> Duration {
+    const JIFFY_MS: u64 = 10;
     let period = miimon_ms.div_ceil(JIFFY_MS);
     let granularity = if period < 63 { 1 } else { 8 };
-    Duration::from_millis(u64::from(
-        (up_ticks + 1) * (period + granularity) * JIFFY_MS,
-    ))
+    Duration::from_millis((up_ticks + 1) * (period + granularity) * JIFFY_MS)
 }
 
 #[cfg(test)]
@@ -299,7 +344,7 @@ mod tests {
         m.expectations
             .iter()
             .find(|e| e.check == check)
-            .unwrap()
+            .unwrap_or_else(|| panic!("no {check}"))
             .expected
             .clone()
     }
@@ -307,6 +352,13 @@ mod tests {
     const HOWTO: &str = "iface bond0 inet static\n address 192.168.122.188\n netmask 255.255.255.0\n \
         bond-slaves enp1s0 enp7s0\n bond-mode balance-rr\n bond-miimon 100\n bond-downdelay 220\n \
         bond-updelay 220\n bond-primary enp1s0 enp7s0\n";
+
+    fn warns(m: &Model) -> Vec<(usize, String)> {
+        m.warnings
+            .iter()
+            .map(|w| (w.at.line, w.message.clone()))
+            .collect()
+    }
 
     #[test]
     fn howto_delays_round_down_to_a_multiple_of_miimon() {
@@ -319,6 +371,10 @@ mod tests {
         );
         assert_eq!(expected(&m, "option.miimon"), Value::Number(100));
         assert_eq!(
+            expected(&m, "option.xmit_hash_policy"),
+            Value::Text("layer2".into())
+        );
+        assert_eq!(
             expected(&m, "address"),
             Value::Text("192.168.122.188/24".into())
         );
@@ -326,31 +382,44 @@ mod tests {
             expected(&m, "slave.enp7s0.mii_status"),
             Value::Text("up".into())
         );
-        let msgs: Vec<_> = m
-            .warnings
-            .iter()
-            .map(|w| (w.at.line, w.message.as_str()))
-            .collect();
+        let w = warns(&m);
         assert!(
-            msgs.iter()
+            w.iter()
                 .any(|(l, w)| *l == 7 && w.contains("rounds it down to 200 ms")),
-            "{msgs:?}"
+            "{w:?}"
         );
         assert!(
-            msgs.iter()
-                .any(|(l, w)| *l == 8 && w.contains("updelay 220")),
-            "{msgs:?}"
+            w.iter()
+                .any(|(l, w)| *l == 8 && w.contains("bond-updelay 220")),
+            "{w:?}"
         );
         assert!(
-            msgs.iter()
-                .any(|(l, w)| *l == 9 && w.contains("no effect in balance-rr")),
-            "{msgs:?}"
+            w.iter()
+                .any(|(l, w)| *l == 9 && w.contains("refuses it (EACCES)")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter().any(|(_, w)| w.contains("static aggregate")),
+            "{w:?}"
         );
     }
 
     #[test]
-    fn primary_is_refused_outside_ab_tlb_alb_and_first_enslaved_wins_inside() {
-        assert_eq!(expected(&model(HOWTO), "option.primary"), Value::None);
+    fn answers_predict_the_refused_primary() {
+        let m = model(HOWTO);
+        let refused: Vec<_> = m.answers.iter().filter(|a| a.refused.is_some()).collect();
+        assert_eq!(
+            refused,
+            [&Answer {
+                step: "set primary enp1s0".into(),
+                refused: Some("EACCES".into())
+            }]
+        );
+        assert_eq!(expected(&m, "option.primary"), Value::None);
+    }
+
+    #[test]
+    fn first_enslaved_primary_wins_in_active_backup() {
         let ab = HOWTO
             .replace("balance-rr", "active-backup")
             .replace("primary enp1s0", "primary eth9 enp7s0 enp1s0");
@@ -361,52 +430,57 @@ mod tests {
     }
 
     #[test]
-    fn miimon_defaults_depend_on_mode() {
-        let none = "iface b inet manual\n bond-slaves a\n bond-mode MODE\n bond-updelay 300\n";
-        let rr = model(&none.replace("MODE", "balance-rr"));
-        assert_eq!(expected(&rr, "option.miimon"), Value::Number(0));
-        assert_eq!(
-            expected(&rr, "option.updelay"),
-            Value::Number(0),
-            "updelay is refused without miimon"
-        );
+    fn mode_written_after_delays_makes_lacp_delays_fail_without_miimon() {
+        // ifenslave writes updelay before mode: with no miimon yet, the kernel refuses it,
+        // and only then does 802.3ad set miimon to 100.
+        let m =
+            model("iface b inet manual\n bond-slaves a\n bond-mode 802.3ad\n bond-updelay 300\n");
+        assert_eq!(expected(&m, "option.miimon"), Value::Number(100));
+        assert_eq!(expected(&m, "option.updelay"), Value::Number(0));
         assert!(
-            rr.warnings
+            m.answers
                 .iter()
-                .any(|w| w.message.contains("no link monitoring"))
+                .any(|a| a.step == "set updelay 300" && a.refused.as_deref() == Some("EPERM"))
         );
-        for forced in ["802.3ad", "balance-tlb", "6"] {
-            let m = model(&none.replace("MODE", forced));
-            assert_eq!(
-                expected(&m, "option.miimon"),
-                Value::Number(100),
-                "{forced}"
-            );
-            assert_eq!(
-                expected(&m, "option.updelay"),
-                Value::Number(300),
-                "{forced}"
-            );
-        }
     }
 
     #[test]
-    fn checks_cover_options_slaves_address_and_views() {
-        let ids = model(HOWTO).check_ids();
-        assert_eq!(
-            ids,
-            [
-                "option.mode",
-                "option.miimon",
-                "option.updelay",
-                "option.downdelay",
-                "option.primary",
-                "slave.enp1s0.mii_status",
-                "slave.enp7s0.mii_status",
-                "address",
-                "views.agree"
-            ]
+    fn no_monitoring_is_warned_about() {
+        let m = model("iface b inet manual\n bond-slaves a\n bond-mode active-backup\n");
+        assert_eq!(expected(&m, "option.miimon"), Value::Number(0));
+        assert!(
+            m.warnings
+                .iter()
+                .any(|w| w.message.contains("no link monitoring"))
         );
+    }
+
+    #[test]
+    fn ifenslave_queue_ids_never_land_on_a_fresh_bond() {
+        let m = model(
+            "iface bond0 inet manual\n bond-slaves a b\n bond-miimon 100\n bond-queue-id a:1 b:2\n",
+        );
+        assert_eq!(expected(&m, "slave.a.queue_id"), Value::Number(0));
+        assert!(m.answers.iter().any(|a| a.step == "set queue_id a:1" && a.refused.as_deref() == Some("EOPNOTSUPP")));
+    }
+
+    #[test]
+    fn checks_cover_every_reported_option_slaves_address_answers_and_views() {
+        let ids = model(HOWTO).check_ids();
+        for id in [
+            "option.mode",
+            "option.num_peer_notif",
+            "option.lp_interval",
+            "slave.enp1s0.queue_id",
+            "address",
+        ] {
+            assert!(ids.contains(&id.to_string()), "{id} in {ids:?}");
+        }
+        assert!(
+            !ids.iter().any(|i| i == "option.ad_actor_sys_prio"),
+            "802.3ad-only attributes are not reported in rr"
+        );
+        assert_eq!(&ids[ids.len() - 2..], ["apply.answers", "views.agree"]);
     }
 
     #[test]

@@ -7,15 +7,20 @@ use std::os::fd::{AsFd, AsRawFd};
 use futures::TryStreamExt;
 use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::{
-    BondMode, InfoBond, InfoBondPort, InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage, MiiStatus,
+    BondAdSelect, BondAllPortActive, BondArpAllTargets, BondArpValidate, BondFailOverMac,
+    BondLacpRate, BondMode, BondPrimaryReselect, BondXmitHashPolicy, InfoBond, InfoBondPort,
+    InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    MiiStatus,
 };
 use rtnetlink::sys::AsyncSocket;
-use rtnetlink::{Handle, LinkBond, LinkMessageBuilder, LinkUnspec, LinkVeth};
+use rtnetlink::{Handle, LinkBond, LinkBondPort, LinkMessageBuilder, LinkUnspec, LinkVeth};
 
+use crate::ifenslave::Write;
+use crate::model::Value;
 use crate::netns::AnonNetns;
 use crate::observe::{BondView, SlaveView};
-use crate::spec::{Ipv4Net, Mode};
+use crate::options::{self, Opt};
+use crate::spec::Ipv4Net;
 
 /// The kernel said no: errno and the extended-ACK message, if it gave one.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -112,45 +117,80 @@ pub async fn set_up(h: &Handle, index: u32, up: bool) -> Answer {
     h.link().set(b.build()).execute().await.map_err(refusal)
 }
 
-/// Options sent when the bond is created. MIIMON comes before UPDELAY/DOWNDELAY in the kernel's
-/// processing order (bond_changelink), so they may share the message.
-#[derive(Debug, Clone, Default)]
-pub struct BondOptions {
-    pub mode: Option<Mode>,
-    pub miimon: Option<u32>,
-    pub updelay: Option<u32>,
-    pub downdelay: Option<u32>,
+/// `ip link add NAME type bond`, with no options: ifenslave's `add_master`.
+pub async fn add_bond(h: &Handle, name: &str) -> Answer {
+    h.link()
+        .add(LinkBond::new(name).build())
+        .execute()
+        .await
+        .map_err(refusal)
 }
 
-fn bond_mode(mode: Mode) -> BondMode {
-    BondMode::from(mode.number())
+/// The attribute carrying one write of `opt` (IFLA_BOND_*), slave names already turned into
+/// ifindexes (`index`). None for queue ids, which are slave attributes.
+fn bond_attr(opt: &Opt, value: &Write, index: Option<u32>) -> Option<InfoBond> {
+    let n = match value {
+        Write::Number(n) => *n,
+        Write::Ipv4(list) => return Some(InfoBond::ArpIpTarget(list.clone())),
+        Write::Ipv6(list) => return Some(InfoBond::NsIp6Target(list.clone())),
+        Write::Mac(mac) => return Some(InfoBond::AdActorSystem(*mac)),
+        Write::Slave(_) if opt.name == "primary" => {
+            return Some(InfoBond::Primary(index.unwrap_or(0)));
+        }
+        Write::Slave(_) => return Some(InfoBond::ActivePort(index.unwrap_or(0))),
+        Write::QueueId { .. } => return None,
+    };
+    // Values were range-checked against the kernel's tables when the spec was parsed.
+    let (n8, n16, n32) = (n as u8, n as u16, n as u32);
+    Some(match opt.name {
+        "mode" => InfoBond::Mode(BondMode::from(n8)),
+        "miimon" => InfoBond::MiiMon(n32),
+        "updelay" => InfoBond::UpDelay(n32),
+        "downdelay" => InfoBond::DownDelay(n32),
+        "peer_notif_delay" => InfoBond::PeerNotifDelay(n32),
+        "use_carrier" => InfoBond::UseCarrier(n != 0),
+        "arp_interval" => InfoBond::ArpInterval(n32),
+        "arp_validate" => InfoBond::ArpValidate(BondArpValidate::from(n32)),
+        "arp_all_targets" => InfoBond::ArpAllTargets(BondArpAllTargets::from(n32)),
+        "primary_reselect" => InfoBond::PrimaryReselect(BondPrimaryReselect::from(n8)),
+        "fail_over_mac" => InfoBond::FailOverMac(BondFailOverMac::from(n8)),
+        "xmit_hash_policy" => InfoBond::XmitHashPolicy(BondXmitHashPolicy::from(n8)),
+        "resend_igmp" => InfoBond::ResendIgmp(n32),
+        "num_grat_arp" | "num_unsol_na" => InfoBond::NumPeerNotif(n8),
+        "all_slaves_active" => InfoBond::AllPortsActive(BondAllPortActive::from(n8)),
+        "min_links" => InfoBond::MinLinks(n32),
+        "lp_interval" => InfoBond::LpInterval(n32),
+        "packets_per_slave" => InfoBond::PacketsPerPort(n32),
+        "lacp_rate" => InfoBond::AdLacpRate(BondLacpRate::from(n8)),
+        "lacp_active" => InfoBond::AdLacpActive(n != 0),
+        "ad_select" => InfoBond::AdSelect(BondAdSelect::from(n8)),
+        "ad_actor_sys_prio" => InfoBond::AdActorSysPrio(n16),
+        "ad_user_port_key" => InfoBond::AdUserPortKey(n16),
+        "tlb_dynamic_lb" => InfoBond::TlbDynamicLb(n != 0),
+        "arp_missed_max" => InfoBond::MissedMax(n8),
+        other => unreachable!("option {other} has no numeric attribute"),
+    })
 }
 
-fn bond_attrs(opts: &BondOptions) -> Vec<InfoBond> {
-    let mut attrs = Vec::new();
-    attrs.extend(opts.mode.map(|m| InfoBond::Mode(bond_mode(m))));
-    attrs.extend(opts.miimon.map(InfoBond::MiiMon));
-    attrs.extend(opts.updelay.map(InfoBond::UpDelay));
-    attrs.extend(opts.downdelay.map(InfoBond::DownDelay));
-    attrs
-}
-
-/// `ip link add NAME type bond OPTIONS` (created down).
-pub async fn add_bond(h: &Handle, name: &str, opts: &BondOptions) -> Answer {
-    let msg = bond_attrs(opts)
-        .into_iter()
-        .fold(LinkBond::new(name), |b, a| b.append_info_data(a));
-    h.link().add(msg.build()).execute().await.map_err(refusal)
-}
-
-/// `ip link set dev BOND type bond OPTIONS` on an existing bond.
-pub async fn change_bond(h: &Handle, bond: u32, opts: &BondOptions) -> Answer {
-    set_bond_attrs(h, bond, bond_attrs(opts)).await
-}
-
-/// `ip link set dev BOND type bond primary SLAVE`
-pub async fn set_primary(h: &Handle, bond: u32, slave: u32) -> Answer {
-    set_bond_attrs(h, bond, vec![InfoBond::Primary(slave)]).await
+/// One write of one option to the bond, as one netlink request: the same granularity as
+/// ifenslave's sysfs writes, so each is accepted or refused on its own.
+pub async fn set_option(h: &Handle, bond: u32, opt: &Opt, value: &Write) -> Answer {
+    let slave = match value {
+        Write::Slave(Some(name)) | Write::QueueId { slave: name, .. } => {
+            Some(index_of(h, name).await?)
+        }
+        _ => None,
+    };
+    match (bond_attr(opt, value, slave), value) {
+        (Some(attr), _) => set_bond_attrs(h, bond, vec![attr]).await,
+        (None, Write::QueueId { queue, .. }) => {
+            let msg = LinkBondPort::new(slave.expect("looked up"))
+                .queue_id(*queue)
+                .build();
+            h.link().set_port(msg).execute().await.map_err(refusal)
+        }
+        (None, _) => unreachable!("every write but a queue id has a bond attribute"),
+    }
 }
 
 /// RTM_NEWLINK with kind "bond" on an existing index, as `ip link set ... type bond` sends it:
@@ -179,6 +219,11 @@ pub async fn release(h: &Handle, slave: u32) -> Answer {
         .execute()
         .await
         .map_err(refusal)
+}
+
+/// `ip link del dev IDX` (a veth takes its peer with it).
+pub async fn delete(h: &Handle, index: u32) -> Answer {
+    h.link().del(index).execute().await.map_err(refusal)
 }
 
 /// `ip addr add ADDR/PREFIX dev IDX`
@@ -281,21 +326,10 @@ pub fn bond_view(links: &[LinkMessage], bond: &str) -> Option<BondView> {
     for info in link_infos(master) {
         if let LinkInfo::Data(InfoData::Bond(attrs)) = info {
             is_bond = true;
+            // miimon scales nothing here: the kernel reports delays in ms already.
             for a in attrs {
-                match a {
-                    InfoBond::Mode(m) => {
-                        view.mode = Some(
-                            Mode::from_number(u8::from(*m))
-                                .map_or(m.to_string(), |m| m.name().into()),
-                        )
-                    }
-                    InfoBond::MiiMon(v) => view.miimon = Some(*v),
-                    InfoBond::UpDelay(v) => view.updelay = Some(*v),
-                    InfoBond::DownDelay(v) => view.downdelay = Some(*v),
-                    InfoBond::Primary(i) => {
-                        view.primary = Some(name_of(*i).unwrap_or(format!("ifindex {i}")))
-                    }
-                    _ => {}
+                if let Some((param, value)) = option_value(a, &name_of) {
+                    view.options.insert(param.to_string(), value);
                 }
             }
         }
@@ -303,7 +337,12 @@ pub fn bond_view(links: &[LinkMessage], bond: &str) -> Option<BondView> {
     if !is_bond {
         return None;
     }
-    view.primary.get_or_insert_with(|| "none".into());
+    // The kernel leaves out PRIMARY and the target lists when they are empty.
+    for absent in ["primary", "arp_ip_target", "ns_ip6_target"] {
+        view.options
+            .entry(absent.to_string())
+            .or_insert(Value::None);
+    }
     for slave in links
         .iter()
         .filter(|m| controller(m) == Some(master.header.index))
@@ -331,7 +370,71 @@ pub fn bond_view(links: &[LinkMessage], bond: &str) -> Option<BondView> {
     Some(view)
 }
 
-fn mac_text(bytes: &[u8]) -> String {
+/// One IFLA_BOND_* attribute as (parameter, value), in the words the model uses: value-table
+/// words for enumerated options, numbers for numbers, space-separated lists.
+fn option_value(
+    a: &InfoBond,
+    name_of: &dyn Fn(u32) -> Option<String>,
+) -> Option<(&'static str, Value)> {
+    let word = |param: &'static str, n: u64| {
+        let w = options::by_name(param)
+            .and_then(|o| o.word(n))
+            .map_or(n.to_string(), str::to_string);
+        Some((param, Value::Text(w)))
+    };
+    let num = |param: &'static str, n: u64| Some((param, Value::Number(n)));
+    let list = |param: &'static str, items: Vec<String>| {
+        Some((
+            param,
+            if items.is_empty() {
+                Value::None
+            } else {
+                Value::Text(items.join(" "))
+            },
+        ))
+    };
+    match a {
+        InfoBond::Mode(m) => word("mode", u8::from(*m).into()),
+        InfoBond::MiiMon(v) => num("miimon", (*v).into()),
+        InfoBond::UpDelay(v) => num("updelay", (*v).into()),
+        InfoBond::DownDelay(v) => num("downdelay", (*v).into()),
+        InfoBond::PeerNotifDelay(v) => num("peer_notif_delay", (*v).into()),
+        InfoBond::UseCarrier(b) => word("use_carrier", (*b).into()),
+        InfoBond::ArpInterval(v) => num("arp_interval", (*v).into()),
+        InfoBond::ArpIpTarget(t) => {
+            list("arp_ip_target", t.iter().map(ToString::to_string).collect())
+        }
+        InfoBond::NsIp6Target(t) => {
+            list("ns_ip6_target", t.iter().map(ToString::to_string).collect())
+        }
+        InfoBond::ArpValidate(v) => word("arp_validate", u32::from(*v).into()),
+        InfoBond::ArpAllTargets(v) => word("arp_all_targets", u32::from(*v).into()),
+        InfoBond::Primary(i) => Some((
+            "primary",
+            Value::Text(name_of(*i).unwrap_or(format!("ifindex {i}"))),
+        )),
+        InfoBond::PrimaryReselect(v) => word("primary_reselect", u8::from(*v).into()),
+        InfoBond::FailOverMac(v) => word("fail_over_mac", u8::from(*v).into()),
+        InfoBond::XmitHashPolicy(v) => word("xmit_hash_policy", u8::from(*v).into()),
+        InfoBond::ResendIgmp(v) => num("resend_igmp", (*v).into()),
+        InfoBond::NumPeerNotif(v) => num("num_peer_notif", (*v).into()),
+        InfoBond::AllPortsActive(v) => word("all_slaves_active", u8::from(*v).into()),
+        InfoBond::MinLinks(v) => num("min_links", (*v).into()),
+        InfoBond::LpInterval(v) => num("lp_interval", (*v).into()),
+        InfoBond::PacketsPerPort(v) => num("packets_per_slave", (*v).into()),
+        InfoBond::AdLacpRate(v) => word("lacp_rate", u8::from(*v).into()),
+        InfoBond::AdLacpActive(b) => word("lacp_active", (*b).into()),
+        InfoBond::AdSelect(v) => word("ad_select", u8::from(*v).into()),
+        InfoBond::AdActorSysPrio(v) => num("ad_actor_sys_prio", (*v).into()),
+        InfoBond::AdUserPortKey(v) => num("ad_user_port_key", (*v).into()),
+        InfoBond::AdActorSystem(m) => Some(("ad_actor_system", Value::Text(mac_text(m)))),
+        InfoBond::TlbDynamicLb(b) => word("tlb_dynamic_lb", (*b).into()),
+        InfoBond::MissedMax(v) => num("arp_missed_max", (*v).into()),
+        _ => None,
+    }
+}
+
+pub fn mac_text(bytes: &[u8]) -> String {
     bytes
         .iter()
         .map(|b| format!("{b:02x}"))

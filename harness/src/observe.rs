@@ -1,25 +1,23 @@
 //! What the kernel shows of a bond: its netlink view (IFLA_BOND_*, IFLA_BOND_SLAVE_*) and its
 //! /proc/net/bonding view, in one shape so checks can compare them field by field.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rtnetlink::Handle;
 
 use crate::error::{Error, Result};
+use crate::model::Value;
 use crate::netlink;
 use crate::netns::AnonNetns;
 use crate::procfs::{self, ProcBond};
 
-/// A bond as one of the kernel's views reports it. A field is None where that view does not
-/// show it (e.g. /proc has no admin up flag); comparisons skip such fields.
+/// A bond as one of the kernel's views reports it. A field is absent (None, or missing from
+/// `options`) where that view does not show it; comparisons skip such fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct BondView {
-    pub mode: Option<String>,
-    pub miimon: Option<u32>,
-    pub updelay: Option<u32>,
-    pub downdelay: Option<u32>,
-    /// The primary slave's name, or "none".
-    pub primary: Option<String>,
+    /// Bond parameters by kernel name (`miimon`, `xmit_hash_policy`, ...), in the model's words.
+    pub options: BTreeMap<String, Value>,
     pub up: Option<bool>,
     pub carrier: Option<bool>,
     pub slaves: Vec<SlaveView>,

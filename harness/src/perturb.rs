@@ -2,14 +2,21 @@
 //! that should catch them can be seen to fail.
 
 use crate::error::{Error, Result};
-use crate::netlink::{self, BondOptions};
+use crate::ifenslave::Write;
+use crate::netlink;
+use crate::options::{self, Opt};
 use crate::spec::Spec;
 use crate::suite::Change;
 use crate::topology::Built;
 
-/// Makes `change` on the bond (index `bond`). A change the kernel refuses is an error: the
-/// control did not happen, so it cannot prove anything.
-pub async fn perturb(change: &Change, spec: &Spec, built: &Built, bond: u32) -> Result<()> {
+/// Makes `change` on the bond (index `bond`, None before the bond exists). A change the kernel
+/// refuses is an error: the control did not happen, so it cannot prove anything.
+pub async fn perturb(change: &Change, spec: &Spec, built: &Built, bond: Option<u32>) -> Result<()> {
+    let no_bond = || {
+        Error::run(format!(
+            "perturbation {change:?} needs the bond, which does not exist yet"
+        ))
+    };
     let h = &built.bond;
     let refused = |r: netlink::Refusal| {
         Error::run(format!(
@@ -17,40 +24,17 @@ pub async fn perturb(change: &Change, spec: &Spec, built: &Built, bond: u32) -> 
         ))
     };
     match change {
-        Change::SetMiimon(v) => {
-            netlink::change_bond(
+        Change::Set { option, value } => {
+            netlink::set_option(
                 h,
-                bond,
-                &BondOptions {
-                    miimon: Some(*v),
-                    ..Default::default()
-                },
-            )
-            .await
-        }
-        Change::SetUpdelay(v) => {
-            netlink::change_bond(
-                h,
-                bond,
-                &BondOptions {
-                    updelay: Some(*v),
-                    ..Default::default()
-                },
-            )
-            .await
-        }
-        Change::SetDowndelay(v) => {
-            netlink::change_bond(
-                h,
-                bond,
-                &BondOptions {
-                    downdelay: Some(*v),
-                    ..Default::default()
-                },
+                bond.ok_or_else(no_bond)?,
+                catalogued(option),
+                &Write::Number(*value),
             )
             .await
         }
         Change::SetMode(mode) => {
+            let bond = bond.ok_or_else(no_bond)?;
             // The kernel changes the mode only on a bond that is down and has no slaves.
             let mut slaves = Vec::new();
             for s in &spec.bond.slaves {
@@ -60,13 +44,11 @@ pub async fn perturb(change: &Change, spec: &Spec, built: &Built, bond: u32) -> 
             for s in &slaves {
                 netlink::release(h, *s).await.map_err(refused)?;
             }
-            netlink::change_bond(
+            netlink::set_option(
                 h,
                 bond,
-                &BondOptions {
-                    mode: Some(*mode),
-                    ..Default::default()
-                },
+                catalogued("mode"),
+                &Write::Number(mode.number().into()),
             )
             .await
             .map_err(refused)?;
@@ -76,8 +58,14 @@ pub async fn perturb(change: &Change, spec: &Spec, built: &Built, bond: u32) -> 
             netlink::set_up(h, bond, true).await
         }
         Change::SetPrimary(name) => {
-            let slave = netlink::index_of(h, name).await.map_err(refused)?;
-            netlink::set_primary(h, bond, slave).await
+            let bond = bond.ok_or_else(no_bond)?;
+            netlink::set_option(
+                h,
+                bond,
+                catalogued("primary"),
+                &Write::Slave(Some(name.clone())),
+            )
+            .await
         }
         Change::PeerDown(slave) => {
             let peer = built.peer(slave).ok_or_else(|| {
@@ -87,7 +75,15 @@ pub async fn perturb(change: &Change, spec: &Spec, built: &Built, bond: u32) -> 
             })?;
             netlink::set_up(&peer.handle, peer.index, false).await
         }
-        Change::FlushAddress => netlink::flush_ipv4(h, bond).await,
+        Change::DeleteSlave(slave) => match netlink::index_of(h, slave).await {
+            Ok(index) => netlink::delete(h, index).await,
+            Err(r) => Err(r),
+        },
+        Change::FlushAddress => netlink::flush_ipv4(h, bond.ok_or_else(no_bond)?).await,
     }
     .map_err(refused)
+}
+
+fn catalogued(name: &str) -> &'static Opt {
+    options::by_name(name).expect("perturbations name catalogued options")
 }

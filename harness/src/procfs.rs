@@ -1,6 +1,7 @@
 //! `/proc/net/bonding/<bond>`: the kernel's second, textual view of a bond
 //! (bond_procfs.c), parsed into the same shape as the netlink view so the two can be compared.
 
+use crate::model::Value;
 use crate::observe::{BondView, SlaveView};
 
 /// The driver's mode descriptions (bond_main.c `bond_mode_name`) and the kernel's mode names.
@@ -29,18 +30,24 @@ pub fn parse(text: &str) -> Result<ProcBond, String> {
     let mut view = BondView::default();
     let mut slave: Option<SlaveView> = None;
     let number = |key: &str, v: &str| {
-        v.parse::<u32>()
+        v.parse::<u64>()
             .map_err(|_| format!("`{key}: {v}` is not a number"))
+    };
+    let set = |view: &mut BondView, param: &str, value: Value| {
+        view.options.insert(param.to_string(), value);
     };
     for line in text.lines() {
         if let Some(v) = line.strip_prefix("Ethernet Channel Bonding Driver: ") {
             driver_version = Some(v.trim().to_string());
             continue;
         }
-        let Some((key, value)) = line.split_once(':') else {
-            continue;
+        // Keys end at the first ": ", except where the key itself holds colons ("xx::xx form").
+        let split = match line.strip_prefix("NS IPv6 target/s (xx::xx form):") {
+            Some(rest) => Some(("NS IPv6 target/s (xx::xx form)", rest)),
+            None => line.split_once(':'),
         };
-        let value = value.trim();
+        let Some((key, value)) = split else { continue };
+        let (key, value) = (key.trim(), value.trim());
         if key == "Slave Interface" {
             view.slaves.extend(slave.take());
             slave = Some(SlaveView {
@@ -51,29 +58,94 @@ pub fn parse(text: &str) -> Result<ProcBond, String> {
         }
         match (&mut slave, key) {
             (None, "Bonding Mode") => {
-                let name = MODE_NAMES
+                let (text, mode) = MODE_NAMES
                     .iter()
                     .find(|(text, _)| value.starts_with(text))
-                    .map(|(_, n)| *n);
-                view.mode = Some(
-                    name.ok_or(format!("unknown bonding mode `{value}`"))?
-                        .to_string(),
-                );
+                    .ok_or(format!("unknown bonding mode `{value}`"))?;
+                set(&mut view, "mode", Value::Text(mode.to_string()));
+                // Active-backup shows a non-default fail_over_mac after the mode: "(fail_over_mac active)".
+                if *mode == "active-backup" {
+                    let fom = value[text.len()..]
+                        .trim()
+                        .trim_start_matches("(fail_over_mac ")
+                        .trim_end_matches(')');
+                    set(
+                        &mut view,
+                        "fail_over_mac",
+                        Value::Text(if fom.is_empty() { "none" } else { fom }.into()),
+                    );
+                }
             }
-            (None, "MII Polling Interval (ms)") => view.miimon = Some(number(key, value)?),
-            (None, "Up Delay (ms)") => view.updelay = Some(number(key, value)?),
-            (None, "Down Delay (ms)") => view.downdelay = Some(number(key, value)?),
+            (None, "Transmit Hash Policy") => {
+                let word = value.split_whitespace().next().unwrap_or_default();
+                set(&mut view, "xmit_hash_policy", Value::Text(word.into()));
+            }
+            (None, "MII Polling Interval (ms)") => {
+                set(&mut view, "miimon", Value::Number(number(key, value)?))
+            }
+            (None, "Up Delay (ms)") => {
+                set(&mut view, "updelay", Value::Number(number(key, value)?))
+            }
+            (None, "Down Delay (ms)") => {
+                set(&mut view, "downdelay", Value::Number(number(key, value)?))
+            }
+            (None, "Peer Notification Delay (ms)") => set(
+                &mut view,
+                "peer_notif_delay",
+                Value::Number(number(key, value)?),
+            ),
             (None, "Primary Slave") => {
-                // "enp1s0 (primary_reselect always)" on newer kernels.
-                let name = value.split_whitespace().next().unwrap_or("None");
-                view.primary = Some(if name == "None" {
-                    "none".into()
-                } else {
-                    name.into()
-                });
+                // "enp1s0 (primary_reselect always)" when a primary is set.
+                let mut words = value.split_whitespace();
+                let name = words.next().unwrap_or("None");
+                set(
+                    &mut view,
+                    "primary",
+                    if name == "None" {
+                        Value::None
+                    } else {
+                        Value::Text(name.into())
+                    },
+                );
+                if let (Some("(primary_reselect"), Some(r)) = (words.next(), words.next()) {
+                    set(
+                        &mut view,
+                        "primary_reselect",
+                        Value::Text(r.trim_end_matches(')').into()),
+                    );
+                }
             }
+            (None, "ARP Polling Interval (ms)") => set(
+                &mut view,
+                "arp_interval",
+                Value::Number(number(key, value)?),
+            ),
+            (None, "ARP Missed Max") => set(
+                &mut view,
+                "arp_missed_max",
+                Value::Number(number(key, value)?),
+            ),
+            (None, "ARP IP target/s (n.n.n.n form)") => {
+                set(&mut view, "arp_ip_target", targets(value))
+            }
+            (None, "NS IPv6 target/s (xx::xx form)") => {
+                set(&mut view, "ns_ip6_target", targets(value))
+            }
+            (None, "LACP active") => set(&mut view, "lacp_active", Value::Text(value.into())),
+            (None, "LACP rate") => set(&mut view, "lacp_rate", Value::Text(value.into())),
+            (None, "Min links") => set(&mut view, "min_links", Value::Number(number(key, value)?)),
+            (None, "Aggregator selection policy (ad_select)") => {
+                set(&mut view, "ad_select", Value::Text(value.into()))
+            }
+            (None, "System priority") => set(
+                &mut view,
+                "ad_actor_sys_prio",
+                Value::Number(number(key, value)?),
+            ),
             (Some(s), "MII Status") => s.mii_status = Some(value.to_string()),
-            (Some(s), "Link Failure Count") => s.link_failure_count = Some(number(key, value)?),
+            (Some(s), "Link Failure Count") => {
+                s.link_failure_count = Some(number(key, value)? as u32)
+            }
             (Some(s), "Permanent HW addr") => s.perm_hwaddr = Some(value.to_ascii_lowercase()),
             (Some(s), "Slave queue ID") => {
                 let q = number(key, value)?;
@@ -84,16 +156,34 @@ pub fn parse(text: &str) -> Result<ProcBond, String> {
         }
     }
     view.slaves.extend(slave);
-    if view.mode.is_none() {
+    let Some(Value::Text(mode)) = view.options.get("mode").cloned() else {
         return Err("no `Bonding Mode` line".into());
+    };
+    // bond_procfs.c prints some lines only in some states; their absence says what the value is.
+    if !view.options.contains_key("arp_interval") {
+        set(&mut view, "arp_interval", Value::Number(0));
     }
-    // Only modes with a primary print `Primary Slave`; the others have none.
-    view.primary.get_or_insert_with(|| "none".into());
+    if matches!(
+        mode.as_str(),
+        "active-backup" | "balance-tlb" | "balance-alb"
+    ) {
+        view.options.entry("primary".into()).or_insert(Value::None);
+    }
     Ok(ProcBond {
         driver_version,
         view,
         text: text.to_string(),
     })
+}
+
+/// " 10.0.0.1, 10.0.0.2" to "10.0.0.1 10.0.0.2"; nothing to None.
+fn targets(value: &str) -> Value {
+    let list: Vec<&str> = value.split([',', ' ']).filter(|s| !s.is_empty()).collect();
+    if list.is_empty() {
+        Value::None
+    } else {
+        Value::Text(list.join(" "))
+    }
 }
 
 #[cfg(test)]
@@ -134,12 +224,17 @@ Slave queue ID: 0
         let p = parse(UML_6_1).unwrap();
         assert_eq!(p.driver_version.as_deref(), Some("v6.1.176"));
         let v = p.view;
-        assert_eq!(v.mode.as_deref(), Some("balance-rr"));
+        let opt = |k: &str| v.options.get(k).cloned();
+        assert_eq!(opt("mode"), Some(Value::Text("balance-rr".into())));
+        assert_eq!(opt("miimon"), Some(Value::Number(100)));
+        assert_eq!(opt("updelay"), Some(Value::Number(200)));
+        assert_eq!(opt("downdelay"), Some(Value::Number(200)));
         assert_eq!(
-            (v.miimon, v.updelay, v.downdelay),
-            (Some(100), Some(200), Some(200))
+            opt("arp_interval"),
+            Some(Value::Number(0)),
+            "no ARP lines means arp_interval 0"
         );
-        assert_eq!(v.primary.as_deref(), Some("none"));
+        assert_eq!(opt("primary"), None, "balance-rr has no primary line");
         assert_eq!(v.slaves.len(), 2);
         assert_eq!(v.slaves[1].name, "enp7s0");
         assert_eq!(v.slaves[1].mii_status.as_deref(), Some("going back"));
@@ -152,15 +247,42 @@ Slave queue ID: 0
     }
 
     #[test]
-    fn primary_slave_line_with_reselect_suffix() {
+    fn active_backup_lines_give_primary_reselect_and_fail_over_mac() {
         let text = UML_6_1.replace(
             "load balancing (round-robin)",
-            "fault-tolerance (active-backup)\nPrimary Slave: enp1s0 (primary_reselect always)",
+            "fault-tolerance (active-backup) (fail_over_mac follow)\nPrimary Slave: enp1s0 (primary_reselect better)",
         );
+        let v = parse(&text).unwrap().view;
+        assert_eq!(v.options["primary"], Value::Text("enp1s0".into()));
+        assert_eq!(v.options["primary_reselect"], Value::Text("better".into()));
+        assert_eq!(v.options["fail_over_mac"], Value::Text("follow".into()));
+        let plain = UML_6_1.replace(
+            "load balancing (round-robin)",
+            "fault-tolerance (active-backup)\nPrimary Slave: None",
+        );
+        let v = parse(&plain).unwrap().view;
+        assert_eq!(v.options["primary"], Value::None);
+        assert_eq!(v.options["fail_over_mac"], Value::Text("none".into()));
+    }
+
+    #[test]
+    fn arp_and_lacp_lines() {
+        let text = UML_6_1.replace(
+            "Peer Notification Delay (ms): 0\n",
+            "Peer Notification Delay (ms): 0\nARP Polling Interval (ms): 250\nARP Missed Max: 2\n\
+             ARP IP target/s (n.n.n.n form): 10.0.0.1, 10.0.0.2\nNS IPv6 target/s (xx::xx form):\n\n\
+             802.3ad info\nLACP active: on\nLACP rate: fast\nMin links: 0\n\
+             Aggregator selection policy (ad_select): stable\n",
+        );
+        let v = parse(&text).unwrap().view;
+        assert_eq!(v.options["arp_interval"], Value::Number(250));
         assert_eq!(
-            parse(&text).unwrap().view.primary.as_deref(),
-            Some("enp1s0")
+            v.options["arp_ip_target"],
+            Value::Text("10.0.0.1 10.0.0.2".into())
         );
+        assert_eq!(v.options["ns_ip6_target"], Value::None);
+        assert_eq!(v.options["lacp_rate"], Value::Text("fast".into()));
+        assert_eq!(v.options["ad_select"], Value::Text("stable".into()));
     }
 
     #[test]

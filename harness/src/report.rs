@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::apply::Step;
+use crate::apply::Applied;
 use crate::checks::{Observation, Status, Verdict};
 use crate::error::{Error, Result};
 use crate::kernel::KernelInfo;
@@ -109,7 +109,7 @@ pub struct CaseReport {
     pub duration_ms: f64,
     pub phases: Phases,
     pub warnings: Vec<Warning>,
-    pub apply: Vec<Step>,
+    pub apply: Vec<Applied>,
     pub observed: Option<Observation>,
     pub checks: Vec<Verdict>,
 }
@@ -241,12 +241,15 @@ impl CaseReport {
             for w in &self.warnings {
                 out += &format!("  warning: {}: {}\n", w.at, w.message);
             }
-            for s in self.apply.iter().filter(|s| s.refused.is_some()) {
-                out += &format!(
-                    "  kernel refused: {}: {}\n",
-                    s.action,
-                    s.refused.as_ref().expect("filtered")
-                );
+            for s in &self.apply {
+                if let Some(errno) = &s.answer.refused {
+                    let why = s
+                        .message
+                        .as_ref()
+                        .map(|m| format!(" ({m})"))
+                        .unwrap_or_default();
+                    out += &format!("  kernel refused: {}: {errno}{why}\n", s.answer.step);
+                }
             }
         }
         if let Some(nc) = &self.negative_control {

@@ -43,7 +43,7 @@ fn ms(d: Duration) -> f64 {
 #[derive(Default)]
 struct Progress {
     phases: Phases,
-    apply: Vec<apply::Step>,
+    apply: Vec<apply::Applied>,
     observed: Option<Observation>,
 }
 
@@ -121,13 +121,16 @@ async fn carry_out(
     let built = topology::build(&case.topology, &slaves).await?;
     progress.phases.setup_ms = ms(t.elapsed());
 
+    for change in perturbations(Moment::BeforeApply) {
+        perturb::perturb(change, &case.spec, &built, None).await?;
+    }
     let t = Instant::now();
     let applied = apply::apply(&case.spec, &built).await;
     progress.phases.apply_ms = ms(t.elapsed());
     let applied = applied?;
     progress.apply = applied.steps.clone();
     for change in perturbations(Moment::AfterApply) {
-        perturb::perturb(change, &case.spec, &built, applied.bond_index).await?;
+        perturb::perturb(change, &case.spec, &built, Some(applied.bond_index)).await?;
     }
 
     let t = Instant::now();
@@ -157,7 +160,7 @@ async fn carry_out(
         })
         .await?;
     for change in perturbations(Moment::BetweenViews) {
-        perturb::perturb(change, &case.spec, &built, applied.bond_index).await?;
+        perturb::perturb(change, &case.spec, &built, Some(applied.bond_index)).await?;
     }
     let proc = observe::procfs_view(&built.bond_ns, &bond.name)?;
     if kernel.bonding_driver.is_none() {
@@ -171,6 +174,7 @@ async fn carry_out(
         netlink: netlink_view,
         procfs: proc.view,
         procfs_text: proc.text,
+        answers: applied.answers(),
         addresses,
         settle_waited: waited,
         settle_deadline: deadline,

@@ -9,12 +9,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Location, Result};
+use crate::options::{self, Kind, Opt};
 
 /// One parsed spec file: exactly one bond, with what the file said about it.
 #[derive(Debug, Clone)]
@@ -47,13 +48,48 @@ pub struct Bond {
     pub at: Location,
     /// In enslave order: `bond-slaves` first, then slaves naming this bond in `bond-master`.
     pub slaves: Vec<Setting<String>>,
-    pub mode: Option<Setting<Mode>>,
-    pub miimon: Option<Setting<u32>>,
-    pub updelay: Option<Setting<u32>>,
-    pub downdelay: Option<Setting<u32>>,
-    /// ifenslave's `bond-primary` is a list: the first one that is enslaved becomes primary.
-    pub primary: Option<Setting<Vec<String>>>,
+    /// Every `bond-*` option of the master's stanza, in file order.
+    pub options: Vec<BondOption>,
     pub address: Option<Setting<Ipv4Net>>,
+}
+
+/// One bond option as written: the catalogue entry, the typed value, the text.
+#[derive(Debug, Clone)]
+pub struct BondOption {
+    pub opt: &'static Opt,
+    pub value: OptValue,
+    /// The value as written, for reports ("requested").
+    pub raw: String,
+    pub at: Location,
+}
+
+/// A typed option value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OptValue {
+    Number(u64),
+    Ipv4(Vec<Ipv4Addr>),
+    Ipv6(Vec<Ipv6Addr>),
+    Mac([u8; 6]),
+    /// `bond-primary`: candidates in order.
+    Names(Vec<String>),
+    /// `bond-active-slave`: a slave, or none.
+    Slave(Option<String>),
+    QueueIds(Vec<(String, u16)>),
+}
+
+impl Bond {
+    /// The option with this kernel name, if the spec sets it.
+    pub fn option(&self, name: &str) -> Option<&BondOption> {
+        self.options.iter().find(|o| o.opt.name == name)
+    }
+
+    /// The mode as written, if it is.
+    pub fn mode(&self) -> Option<Mode> {
+        match self.option("mode")?.value {
+            OptValue::Number(n) => Mode::from_number(u8::try_from(n).ok()?),
+            _ => None,
+        }
+    }
 }
 
 /// The seven bonding modes, with the names and numbers ifenslave and the kernel accept.
@@ -136,27 +172,6 @@ impl fmt::Display for Ipv4Net {
         write!(f, "{}/{}", self.addr, self.prefix)
     }
 }
-
-/// ifenslave 2.13 options that bondcheck does not apply yet: named so the error says so
-/// instead of calling them unknown.
-const IFENSLAVE_NOT_YET: &[&str] = &[
-    "bond-use-carrier",
-    "bond-arp-interval",
-    "bond-arp-ip-target",
-    "bond-arp-validate",
-    "bond-primary-reselect",
-    "bond-fail-over-mac",
-    "bond-xmit-hash-policy",
-    "bond-lacp-rate",
-    "bond-ad-select",
-    "bond-num-grat-arp",
-    "bond-num-unsol-na",
-    "bond-packets-per-slave",
-    "bond-tlb-dynamic-lb",
-    "bond-queue-id",
-    "bond-active-slave",
-    "bond-give-a-chance",
-];
 
 /// Options of ifupdown's inet static method that configure nothing on the interface itself.
 const STATIC_UNUSED: &[&str] = &["network", "broadcast"];
@@ -337,7 +352,7 @@ fn bond_from(path: &Path, stanzas: &[Stanza], notes: &mut Vec<Finding>) -> Resul
                 path,
                 1,
                 1,
-                "no bond here: no iface stanza has `bond-slaves`",
+                "no bond here: no iface stanza has `bond-slaves` or `bond-mode`",
             ));
         }
         [_, second, ..] => {
@@ -377,11 +392,7 @@ fn bond_from(path: &Path, stanzas: &[Stanza], notes: &mut Vec<Finding>) -> Resul
         name: master.name.clone(),
         at: at(master.line, 1),
         slaves: Vec::new(),
-        mode: None,
-        miimon: None,
-        updelay: None,
-        downdelay: None,
-        primary: None,
+        options: Vec::new(),
         address: None,
     };
     let mut netmask: Option<(u8, Location)> = None;
@@ -413,24 +424,6 @@ fn bond_from(path: &Path, stanzas: &[Stanza], notes: &mut Vec<Finding>) -> Resul
                     format!("`{key}` takes one value"),
                 )),
             }
-        };
-        let millis = || -> Result<Setting<u32>> {
-            let w = one()?;
-            let value = w.text.parse::<u32>().map_err(|_| {
-                Error::input(
-                    path,
-                    opt.line,
-                    w.column,
-                    format!(
-                        "`{key}` wants milliseconds (a whole number), not `{}`",
-                        w.text
-                    ),
-                )
-            })?;
-            Ok(Setting {
-                value,
-                at: value_at(w),
-            })
         };
         let list = || -> Result<Setting<Vec<String>>> {
             let first = opt.values.first().ok_or_else(|| {
@@ -475,29 +468,39 @@ fn bond_from(path: &Path, stanzas: &[Stanza], notes: &mut Vec<Finding>) -> Resul
                     }
                 }
             }
-            "bond-mode" => {
-                let w = one()?;
-                let mode = Mode::parse(&w.text).ok_or_else(|| {
+            k if options::by_key(k).is_some() => {
+                let o = options::by_key(k).expect("checked");
+                let first = opt.values.first().ok_or_else(|| {
                     Error::input(
                         path,
                         opt.line,
-                        w.column,
-                        format!(
-                            "unknown bond mode `{}` (expected 0-6 or one of: {})",
-                            w.text,
-                            Mode::ALL.map(Mode::name).join(", ")
-                        ),
+                        opt.key.column,
+                        format!("`{key}` needs a value"),
                     )
                 })?;
-                bond.mode = Some(Setting {
-                    value: mode,
-                    at: value_at(w),
+                let value = option_value(o, &opt.values).map_err(|(w, m)| {
+                    Error::input(path, opt.line, w.map_or(opt.key.column, |w| w.column), m)
+                })?;
+                if o.origin == options::Origin::Extension {
+                    notes.push(Finding {
+                        at: at(opt.line, opt.key.column),
+                        message: format!(
+                            "`{k}` is a kernel option ifenslave cannot set; bondcheck applies it as an extension"
+                        ),
+                    });
+                }
+                bond.options.push(BondOption {
+                    opt: o,
+                    value,
+                    raw: opt
+                        .values
+                        .iter()
+                        .map(|w| w.text.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    at: value_at(first),
                 });
             }
-            "bond-miimon" => bond.miimon = Some(millis()?),
-            "bond-updelay" => bond.updelay = Some(millis()?),
-            "bond-downdelay" => bond.downdelay = Some(millis()?),
-            "bond-primary" => bond.primary = Some(list()?),
             "address" => {
                 let w = one()?;
                 let (addr, prefix) = match w.text.split_once('/') {
@@ -561,20 +564,22 @@ fn bond_from(path: &Path, stanzas: &[Stanza], notes: &mut Vec<Finding>) -> Resul
                     "`{k}` is not used by ifupdown's static method: the kernel derives it"
                 ),
             }),
-            k if IFENSLAVE_NOT_YET.contains(&k) => {
-                return Err(Error::input(
-                    path,
-                    opt.line,
-                    opt.key.column,
-                    format!("`{k}` is an ifenslave option bondcheck cannot apply yet"),
-                ));
-            }
+            "bond-give-a-chance" => notes.push(Finding {
+                at: at(opt.line, opt.key.column),
+                message:
+                    "`bond-give-a-chance` acts when a slave comes up (ifenslave's if-up hook); \
+                          bondcheck does not apply it"
+                        .into(),
+            }),
             k if k.starts_with("bond-") => {
+                let hint = options::nearest_key(k)
+                    .map(|n| format!("; did you mean `{n}`?"))
+                    .unwrap_or_default();
                 return Err(Error::input(
                     path,
                     opt.line,
                     opt.key.column,
-                    format!("unknown bond option `{k}`"),
+                    format!("unknown bond option `{k}`{hint}"),
                 ));
             }
             k => notes.push(Finding {
@@ -663,6 +668,138 @@ fn bond_from(path: &Path, stanzas: &[Stanza], notes: &mut Vec<Finding>) -> Resul
     Ok(bond)
 }
 
+/// Types the words of an option line by the option's kind; an error names the bad word.
+fn option_value<'w>(
+    o: &Opt,
+    words: &'w [Word],
+) -> std::result::Result<OptValue, (Option<&'w Word>, String)> {
+    let key = o.key;
+    let one = || match words {
+        [w] => Ok(w),
+        [_, extra, ..] => Err((Some(extra), format!("`{key}` takes one value"))),
+        [] => Err((None, format!("`{key}` needs a value"))),
+    };
+    let number = |w: &'w Word, min: u64, max: u64| {
+        let n = w.text.parse::<u64>().map_err(|_| {
+            (
+                Some(w),
+                format!("`{key}` wants a whole number, not `{}`", w.text),
+            )
+        })?;
+        if n < min || n > max {
+            return Err((
+                Some(w),
+                format!("`{key}` {n} is out of range ({min}-{max})"),
+            ));
+        }
+        Ok(n)
+    };
+    match o.kind {
+        Kind::Number { min, max } => Ok(OptValue::Number(number(one()?, min, max)?)),
+        Kind::Delay { max } => Ok(OptValue::Number(number(one()?, 0, max)?)),
+        Kind::Word(table) => {
+            let w = one()?;
+            let found = match w.text.parse::<u64>() {
+                Ok(n) => table.iter().find(|(_, v)| *v == n),
+                Err(_) => table.iter().find(|(name, _)| *name == w.text),
+            };
+            let names: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
+            found.map(|(_, v)| OptValue::Number(*v)).ok_or_else(|| {
+                (
+                    Some(w),
+                    format!("`{key}` `{}` is not one of: {}", w.text, names.join(", ")),
+                )
+            })
+        }
+        Kind::Ipv4List => {
+            let mut out = Vec::new();
+            for w in words {
+                let a: Ipv4Addr = w
+                    .text
+                    .parse()
+                    .map_err(|_| (Some(w), format!("`{}` is not an IPv4 address", w.text)))?;
+                // bond_is_ip_target_ok: the kernel refuses these as ARP targets.
+                if a.is_unspecified() || a.is_broadcast() || out.contains(&a) {
+                    return Err((
+                        Some(w),
+                        format!("`{a}` cannot be an ARP target (zero, broadcast or repeated)"),
+                    ));
+                }
+                out.push(a);
+            }
+            if out.len() > 16 {
+                return Err((
+                    words.get(16),
+                    "at most 16 ARP targets (BOND_MAX_ARP_TARGETS)".into(),
+                ));
+            }
+            Ok(OptValue::Ipv4(out))
+        }
+        Kind::Ipv6List => {
+            let mut out = Vec::new();
+            for w in words {
+                let a: Ipv6Addr = w
+                    .text
+                    .parse()
+                    .map_err(|_| (Some(w), format!("`{}` is not an IPv6 address", w.text)))?;
+                if a.is_unspecified() || a.is_loopback() || a.is_multicast() || out.contains(&a) {
+                    return Err((
+                        Some(w),
+                        format!(
+                            "`{a}` cannot be an NS target (any, loopback, multicast or repeated)"
+                        ),
+                    ));
+                }
+                out.push(a);
+            }
+            if out.len() > 16 {
+                return Err((
+                    words.get(16),
+                    "at most 16 NS targets (BOND_MAX_NS_TARGETS)".into(),
+                ));
+            }
+            Ok(OptValue::Ipv6(out))
+        }
+        Kind::Mac => {
+            let w = one()?;
+            let bytes: Vec<u8> = w
+                .text
+                .split(':')
+                .filter_map(|b| u8::from_str_radix(b, 16).ok())
+                .collect();
+            match <[u8; 6]>::try_from(bytes) {
+                Ok(mac) if mac[0] & 1 == 0 && w.text.split(':').all(|b| b.len() == 2) => {
+                    Ok(OptValue::Mac(mac))
+                }
+                _ => Err((
+                    Some(w),
+                    format!("`{}` is not a unicast MAC address", w.text),
+                )),
+            }
+        }
+        Kind::SlaveList => Ok(OptValue::Names(
+            words.iter().map(|w| w.text.clone()).collect(),
+        )),
+        Kind::Slave => {
+            let w = one()?;
+            Ok(OptValue::Slave((w.text != "none").then(|| w.text.clone())))
+        }
+        Kind::QueueIds => {
+            let mut out = Vec::new();
+            for w in words {
+                let pair = w
+                    .text
+                    .split_once(':')
+                    .and_then(|(s, q)| Some((s.to_string(), q.parse::<u16>().ok()?)));
+                out.push(
+                    pair.ok_or_else(|| (Some(w), format!("`{}` is not SLAVE:QUEUE_ID", w.text)))?,
+                );
+            }
+            Ok(OptValue::QueueIds(out))
+        }
+    }
+}
+
 /// `255.255.255.0` or `24` to a prefix length; None for a non-contiguous mask.
 fn netmask_prefix(s: &str) -> Option<u8> {
     if let Ok(p) = s.parse::<u8>() {
@@ -712,13 +849,18 @@ iface bond0 inet static
         assert_eq!(b.name, "bond0");
         let slaves: Vec<_> = b.slaves.iter().map(|s| s.value.as_str()).collect();
         assert_eq!(slaves, ["enp1s0", "enp7s0"]);
-        assert_eq!(b.mode.as_ref().unwrap().value, Mode::BalanceRr);
-        assert_eq!(b.miimon.as_ref().unwrap().value, 100);
-        assert_eq!(b.updelay.as_ref().unwrap().value, 220);
-        assert_eq!(b.updelay.as_ref().unwrap().at.line, 16);
-        assert_eq!(b.updelay.as_ref().unwrap().at.column, 18);
-        assert_eq!(b.downdelay.as_ref().unwrap().value, 220);
-        assert_eq!(b.primary.as_ref().unwrap().value, ["enp1s0", "enp7s0"]);
+        assert_eq!(b.mode(), Some(Mode::BalanceRr));
+        let value = |name: &str| b.option(name).unwrap().value.clone();
+        assert_eq!(value("miimon"), OptValue::Number(100));
+        assert_eq!(value("updelay"), OptValue::Number(220));
+        assert_eq!(b.option("updelay").unwrap().at.line, 16);
+        assert_eq!(b.option("updelay").unwrap().at.column, 18);
+        assert_eq!(b.option("updelay").unwrap().raw, "220");
+        assert_eq!(value("downdelay"), OptValue::Number(220));
+        assert_eq!(
+            value("primary"),
+            OptValue::Names(vec!["enp1s0".into(), "enp7s0".into()])
+        );
         assert_eq!(
             b.address.as_ref().unwrap().value.to_string(),
             "192.168.122.188/24"
@@ -730,6 +872,50 @@ iface bond0 inet static
             "network, broadcast and gateway are noted as not applied"
         );
         assert_eq!(spec.sha256.len(), 64);
+    }
+
+    #[test]
+    fn every_kind_of_value_is_typed() {
+        let spec = parse_str(
+            "iface bond0 inet manual\n bond-slaves a b\n bond-mode 4\n bond-lacp-rate fast\n bond-xmit-hash-policy layer3+4\n \
+             bond-arp-ip-target 10.0.0.1 10.0.0.2\n bond-ad-actor-system 02:00:00:00:00:01\n bond-queue-id a:1 b:2\n \
+             bond-active-slave none\n bond-min-links 1\n bond-give-a-chance 10\n",
+        )
+        .unwrap();
+        let b = &spec.bond;
+        assert_eq!(b.mode(), Some(Mode::Ieee8023ad));
+        assert_eq!(b.option("lacp_rate").unwrap().value, OptValue::Number(1));
+        assert_eq!(
+            b.option("xmit_hash_policy").unwrap().value,
+            OptValue::Number(1)
+        );
+        assert_eq!(
+            b.option("arp_ip_target").unwrap().value,
+            OptValue::Ipv4(vec![[10, 0, 0, 1].into(), [10, 0, 0, 2].into()])
+        );
+        assert_eq!(
+            b.option("ad_actor_system").unwrap().value,
+            OptValue::Mac([2, 0, 0, 0, 0, 1])
+        );
+        assert_eq!(
+            b.option("queue_id").unwrap().value,
+            OptValue::QueueIds(vec![("a".into(), 1), ("b".into(), 2)])
+        );
+        assert_eq!(
+            b.option("active_slave").unwrap().value,
+            OptValue::Slave(None)
+        );
+        let notes: Vec<_> = spec.notes.iter().map(|n| n.message.as_str()).collect();
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("bond-min-links") && n.contains("extension")),
+            "{notes:?}"
+        );
+        assert!(
+            notes.iter().any(|n| n.contains("bond-give-a-chance")),
+            "{notes:?}"
+        );
     }
 
     #[test]
@@ -750,7 +936,7 @@ iface bond0 inet static
         .unwrap();
         let slaves: Vec<_> = spec.bond.slaves.iter().map(|s| s.value.as_str()).collect();
         assert_eq!(slaves, ["eth0", "eth1"]);
-        assert_eq!(spec.bond.miimon.unwrap().at.line, 5);
+        assert_eq!(spec.bond.option("miimon").unwrap().at.line, 5);
     }
 
     #[test]
@@ -778,12 +964,12 @@ iface bond0 inet static
     fn errors_name_file_line_and_column() {
         assert_eq!(
             err("iface bond0 inet static\n address 10.0.0.1\n bond-slaves a b\n bond-miimon 1OO\n"),
-            "t/interfaces:4:14: `bond-miimon` wants milliseconds (a whole number), not `1OO`"
+            "t/interfaces:4:14: `bond-miimon` wants a whole number, not `1OO`"
         );
         assert_eq!(
             err("iface bond0 inet manual\n bond-slaves a\n bond-mode fastest\n"),
-            "t/interfaces:3:12: unknown bond mode `fastest` (expected 0-6 or one of: balance-rr, \
-             active-backup, balance-xor, broadcast, 802.3ad, balance-tlb, balance-alb)"
+            "t/interfaces:3:12: `bond-mode` `fastest` is not one of: balance-rr, active-backup, \
+             balance-xor, broadcast, 802.3ad, balance-tlb, balance-alb"
         );
         assert_eq!(
             err("  bond-slaves a\n"),
@@ -797,12 +983,30 @@ iface bond0 inet static
             err("source /etc/network/interfaces.d/*\n").starts_with("t/interfaces:1:1: `source`")
         );
         assert!(
-            err("iface bond0 inet manual\n bond-slaves a\n bond-lacp-rate fast\n")
-                .contains("cannot apply yet")
+            err("iface bond0 inet manual\n bond-slaves a\n bond-lacp-rate quick\n")
+                .contains("`bond-lacp-rate` `quick` is not one of: slow, fast")
+        );
+        assert_eq!(
+            err("iface bond0 inet manual\n bond-slaves a\n bond-miimom 100\n"),
+            "t/interfaces:3:2: unknown bond option `bond-miimom`; did you mean `bond-miimon`?"
         );
         assert!(
-            err("iface bond0 inet manual\n bond-slaves a\n bond-foo 1\n")
-                .contains("unknown bond option `bond-foo`")
+            err("iface bond0 inet manual\n bond-slaves a\n bond-packets-per-slave 70000\n")
+                .contains("70000 is out of range (0-65535)")
+        );
+        assert!(
+            err("iface bond0 inet manual\n bond-slaves a\n bond-arp-ip-target 10.0.0.1 255.255.255.255\n")
+                .starts_with("t/interfaces:3:30: `255.255.255.255` cannot be an ARP target")
+        );
+        assert!(
+            err(
+                "iface bond0 inet manual\n bond-slaves a\n bond-ad-actor-system 01:00:5e:00:00:01\n"
+            )
+            .contains("not a unicast MAC")
+        );
+        assert!(
+            err("iface bond0 inet manual\n bond-slaves a\n bond-queue-id a2\n")
+                .contains("not SLAVE:QUEUE_ID")
         );
         assert!(
             err("iface bond0 inet manual\n bond-slaves a a\n")

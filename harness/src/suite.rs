@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::options::{self, Kind};
 use crate::spec::{self, Mode, Spec};
 use crate::topology::Topology;
 
@@ -60,6 +61,8 @@ pub struct Perturbation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Moment {
+    /// After the topology is built, before the spec is applied.
+    BeforeApply,
     /// After the spec has been applied, before anything is observed.
     AfterApply,
     /// After the netlink view was read and before /proc is read.
@@ -69,41 +72,63 @@ pub enum Moment {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Change {
-    SetMiimon(u32),
-    SetUpdelay(u32),
-    SetDowndelay(u32),
+    /// Write a numeric or worded option (`set-updelay`, `set-xmit-hash-policy`, ...).
+    Set {
+        option: &'static str,
+        value: u64,
+    },
     /// Release the slaves, change the mode, enslave them again.
     SetMode(Mode),
     SetPrimary(String),
     /// Take a slave's peer end down, so the slave loses carrier.
     PeerDown(String),
+    /// Delete a slave's veth pair, so it cannot be enslaved.
+    DeleteSlave(String),
     FlushAddress,
 }
 
 impl PerturbationFile {
     fn typed(&self) -> std::result::Result<Perturbation, String> {
-        let millis = || match &self.value {
-            Some(toml::Value::Integer(n)) => {
-                u32::try_from(*n).map_err(|_| format!("{n} is out of range"))
-            }
-            _ => Err(format!("`{}` needs `value` in milliseconds", self.action)),
-        };
         let text = || match &self.value {
             Some(toml::Value::String(s)) => Ok(s.clone()),
             _ => Err(format!("`{}` needs a string `value`", self.action)),
         };
         let change = match self.action.as_str() {
-            "set-miimon" => Change::SetMiimon(millis()?),
-            "set-updelay" => Change::SetUpdelay(millis()?),
-            "set-downdelay" => Change::SetDowndelay(millis()?),
             "set-mode" => {
                 let name = text()?;
                 Change::SetMode(Mode::parse(&name).ok_or(format!("unknown mode `{name}`"))?)
             }
             "set-primary" => Change::SetPrimary(text()?),
             "peer-down" => Change::PeerDown(text()?),
+            "delete-slave" => Change::DeleteSlave(text()?),
             "flush-address" => Change::FlushAddress,
-            other => return Err(format!("unknown perturbation `{other}`")),
+            action => {
+                let opt = action
+                    .strip_prefix("set-")
+                    .and_then(|o| options::by_name(&o.replace('-', "_")))
+                    .filter(|o| {
+                        matches!(
+                            o.kind,
+                            Kind::Number { .. } | Kind::Delay { .. } | Kind::Word(_)
+                        )
+                    })
+                    .ok_or(format!("unknown perturbation `{action}`"))?;
+                let value = match (&self.value, opt.kind) {
+                    (Some(toml::Value::Integer(n)), _) => {
+                        u64::try_from(*n).map_err(|_| format!("{n} is out of range"))?
+                    }
+                    (Some(toml::Value::String(w)), Kind::Word(table)) => table
+                        .iter()
+                        .find(|(name, _)| name == w)
+                        .map(|(_, v)| *v)
+                        .ok_or(format!("`{w}` is not a value of {}", opt.name))?,
+                    _ => return Err(format!("`{action}` needs a `value`")),
+                };
+                Change::Set {
+                    option: opt.name,
+                    value,
+                }
+            }
         };
         Ok(Perturbation {
             at: self.at,

@@ -44,7 +44,7 @@ fn a_syntax_error_names_file_line_and_column_with_exit_2() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(
         lines[0].starts_with(&format!(
-            "bondcheck: error: {}:4:13: unknown bond mode `round-robin`",
+            "bondcheck: error: {}:4:13: `bond-mode` `round-robin` is not one of",
             spec.display()
         )),
         "{lines:?}"

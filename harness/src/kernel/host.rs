@@ -1,7 +1,7 @@
 //! The host backend: the kernel bondcheck itself runs on.
 
 use super::Probe;
-use crate::netlink::{self, BondOptions};
+use crate::netlink;
 use crate::netns::AnonNetns;
 
 /// Tries to create a bond in a throwaway namespace: the only sure test that this kernel has a
@@ -31,15 +31,14 @@ fn try_bond() -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let ns = AnonNetns::new().map_err(|e| e.to_string())?;
     let h = netlink::connect(&ns, rt.handle()).map_err(|e| e.to_string())?;
-    rt.block_on(netlink::add_bond(&h, "bcprobe0", &BondOptions::default()))
-        .map_err(|r| {
-            let release = super::KernelInfo::current("host").release;
-            match r.errno.as_str() {
-                "EOPNOTSUPP" => {
-                    format!("kernel {release} has no bonding driver (creating a bond answers {r})")
-                }
-                "EPERM" => format!("not permitted to create a bond ({r}): run as root"),
-                _ => format!("creating a bond failed: {r}"),
+    rt.block_on(netlink::add_bond(&h, "bcprobe0")).map_err(|r| {
+        let release = super::KernelInfo::current("host").release;
+        match r.errno.as_str() {
+            "EOPNOTSUPP" => {
+                format!("kernel {release} has no bonding driver (creating a bond answers {r})")
             }
-        })
+            "EPERM" => format!("not permitted to create a bond ({r}): run as root"),
+            _ => format!("creating a bond failed: {r}"),
+        }
+    })
 }

@@ -168,19 +168,24 @@ pub fn run_in_guest(uml: &UmlKernel, args: Vec<OsString>) -> Result<i32> {
         .map_err(|e| Error::run(format!("cannot start {}: {e}", uml.kernel.display())))?;
     let pid = child.id() as i32;
     let handle = signals.handle();
-    let watcher = std::thread::spawn(move || {
-        let sig = signals.forever().next();
-        if sig.is_some() {
-            // The whole process group: unshare, and through --kill-child the guest's PID namespace.
-            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-        sig
+    // A scoped thread borrows `signals`, so its self-pipe stays open until after `close()`
+    // has woken the watcher: closing a dropped iterator would write into a closed pipe.
+    let (status, caught) = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let sig = signals.forever().next();
+            if sig.is_some() {
+                // The whole process group: unshare, and through --kill-child the guest's PID
+                // namespace.
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            sig
+        });
+        let status = child.wait();
+        handle.close();
+        (status, watcher.join().ok().flatten())
     });
-    let status = child
-        .wait()
-        .map_err(|e| Error::run(format!("waiting for the guest: {e}")))?;
-    handle.close();
-    if let Ok(Some(sig)) = watcher.join() {
+    let status = status.map_err(|e| Error::run(format!("waiting for the guest: {e}")))?;
+    if let Some(sig) = caught {
         return Ok(128 + sig);
     }
     match status.code() {
