@@ -46,3 +46,12 @@ doctor:
 # Benchmarks: the how-to's case end to end, guest boot included; writes reports/bench-seed.json.
 bench: setup
     cargo bench --quiet --bench seed
+
+# Fuzz the interfaces parser and the model, seeded with the suites' specs (needs a nightly toolchain; installs cargo-fuzz).
+fuzz seconds="60":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+    mkdir -p fuzz/corpus/spec
+    for f in suites/*/interfaces suites/*/*/interfaces; do cp "$f" "fuzz/corpus/spec/$(echo "$f" | tr / _)"; done
+    cd fuzz && cargo +nightly fuzz run spec -- -max_total_time={{ seconds }}

@@ -21,6 +21,9 @@ use crate::options::{self, Kind, Opt};
 #[derive(Debug, Clone)]
 pub struct Spec {
     pub path: PathBuf,
+    /// Every file read, the spec first, then what `source` lines brought in, in reading order.
+    pub files: Vec<PathBuf>,
+    /// SHA-256 over every file read (the spec alone when it sources nothing).
     pub sha256: String,
     pub bond: Bond,
     /// Lines that are valid interfaces(5) but have no effect on what bondcheck builds.
@@ -182,14 +185,32 @@ pub fn load(path: &Path) -> Result<Spec> {
     parse(path, &text)
 }
 
-/// Parses spec text; `path` is only used to name places in errors and findings.
+/// Parses spec text. `path` names places in errors and findings, and relative `source`
+/// lines are read from its folder.
 pub fn parse(path: &Path, text: &str) -> Result<Spec> {
-    let stanzas = stanzas(path, text)?;
-    let mut notes = Vec::new();
+    let mut reader = Reader::default();
+    reader.read(path, text)?;
+    let Reader {
+        stanzas,
+        mut notes,
+        files,
+        ..
+    } = reader;
     let bond = bond_from(path, &stanzas, &mut notes)?;
+    let mut hash = Sha256::new();
+    if let [(_, only)] = &files[..] {
+        hash.update(only.as_bytes());
+    } else {
+        for (p, t) in &files {
+            hash.update(p.display().to_string().as_bytes());
+            hash.update([0]);
+            hash.update(t.as_bytes());
+        }
+    }
     Ok(Spec {
         path: path.to_path_buf(),
-        sha256: format!("{:x}", Sha256::digest(text.as_bytes())),
+        files: files.into_iter().map(|(p, _)| p).collect(),
+        sha256: format!("{:x}", hash.finalize()),
         bond,
         notes,
     })
@@ -211,6 +232,7 @@ struct OptionLine {
 
 #[derive(Debug)]
 struct Stanza {
+    path: PathBuf,
     name: String,
     family: String,
     method: Word,
@@ -218,61 +240,202 @@ struct Stanza {
     options: Vec<OptionLine>,
 }
 
-/// Splits the file into `iface` stanzas, checking the top-level grammar on the way.
-fn stanzas(path: &Path, text: &str) -> Result<Vec<Stanza>> {
-    let mut out: Vec<Stanza> = Vec::new();
-    for (line, words) in logical_lines(text) {
-        let keyword = &words[0];
-        match keyword.text.as_str() {
-            "auto" => {}
-            k if k.starts_with("allow-") => {}
-            "iface" => {
-                let [_, name, family, method] = &words[..] else {
-                    let column = words.get(4).map_or(keyword.column, |w| w.column);
-                    return Err(Error::input(
-                        path,
+/// Reads interfaces files into `iface` stanzas, following `source` lines, checking the
+/// top-level grammar on the way.
+#[derive(Default)]
+struct Reader {
+    stanzas: Vec<Stanza>,
+    notes: Vec<Finding>,
+    files: Vec<(PathBuf, String)>,
+    /// Files being read, outermost first: a file met again here is a `source` cycle.
+    reading: Vec<PathBuf>,
+}
+
+/// What the option lines being read belong to.
+enum Block {
+    None,
+    Iface,
+    /// A `mapping` stanza: its `script`/`map` lines are read and not applied.
+    Mapping,
+}
+
+impl Reader {
+    fn read(&mut self, path: &Path, text: &str) -> Result<()> {
+        self.reading
+            .push(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()));
+        self.files.push((path.to_path_buf(), text.to_string()));
+        let mut block = Block::None;
+        for (line, words) in logical_lines(text) {
+            let keyword = &words[0];
+            let at = Location::new(path, line, keyword.column);
+            match keyword.text.as_str() {
+                "auto" | "no-auto-down" => block = Block::None,
+                k if k.starts_with("allow-") => block = Block::None,
+                "iface" => {
+                    let [_, name, family, method] = &words[..] else {
+                        let column = words.get(4).map_or(keyword.column, |w| w.column);
+                        return Err(Error::input(
+                            path,
+                            line,
+                            column,
+                            "expected `iface NAME FAMILY METHOD`",
+                        ));
+                    };
+                    self.stanzas.push(Stanza {
+                        path: path.to_path_buf(),
+                        name: name.text.clone(),
+                        family: family.text.clone(),
+                        method: method.clone(),
                         line,
-                        column,
-                        "expected `iface NAME FAMILY METHOD`",
-                    ));
-                };
-                out.push(Stanza {
-                    name: name.text.clone(),
-                    family: family.text.clone(),
-                    method: method.clone(),
-                    line,
-                    options: Vec::new(),
-                });
-            }
-            k @ ("mapping" | "source" | "source-directory" | "source-dir" | "rename") => {
-                return Err(Error::input(
-                    path,
-                    line,
-                    keyword.column,
-                    format!("`{k}` is valid interfaces(5) but bondcheck does not follow it yet"),
-                ));
-            }
-            _ => match out.last_mut() {
-                Some(stanza) => stanza.options.push(OptionLine {
-                    key: keyword.clone(),
-                    values: words[1..].to_vec(),
-                    line,
-                }),
-                None => {
+                        options: Vec::new(),
+                    });
+                    block = Block::Iface;
+                }
+                "mapping" => {
+                    let names: Vec<&str> = words[1..].iter().map(|w| w.text.as_str()).collect();
+                    self.notes.push(Finding {
+                        at,
+                        message: format!(
+                            "mapping stanza for {} is read but not applied: bondcheck builds the interfaces \
+                             as named",
+                            names.join(" ")
+                        ),
+                    });
+                    block = Block::Mapping;
+                }
+                "source" => {
+                    for pattern in &words[1..] {
+                        self.source_glob(
+                            path,
+                            &pattern.text,
+                            Location::new(path, line, pattern.column),
+                        )?;
+                    }
+                    block = Block::None;
+                }
+                "source-directory" | "source-dir" => {
+                    for dir in &words[1..] {
+                        self.source_directory(
+                            path,
+                            &dir.text,
+                            Location::new(path, line, dir.column),
+                        )?;
+                    }
+                    block = Block::None;
+                }
+                k @ ("rename" | "no-scripts") => {
                     return Err(Error::input(
                         path,
                         line,
                         keyword.column,
                         format!(
-                            "`{}` is neither a keyword nor inside an iface stanza",
-                            keyword.text
+                            "`{k}` is valid interfaces(5) but bondcheck does not follow it yet"
                         ),
                     ));
                 }
-            },
+                _ => match (&block, self.stanzas.last_mut()) {
+                    (Block::Iface, Some(stanza)) => stanza.options.push(OptionLine {
+                        key: keyword.clone(),
+                        values: words[1..].to_vec(),
+                        line,
+                    }),
+                    (Block::Mapping, _) => {}
+                    _ => {
+                        return Err(Error::input(
+                            path,
+                            line,
+                            keyword.column,
+                            format!(
+                                "`{}` is neither a keyword nor inside an iface stanza",
+                                keyword.text
+                            ),
+                        ));
+                    }
+                },
+            }
         }
+        self.reading.pop();
+        Ok(())
     }
-    Ok(out)
+
+    /// ifupdown reads a relative `source` path from the folder of the file that names it.
+    fn relative(from: &Path, target: &str) -> PathBuf {
+        let dir = from.parent().unwrap_or(Path::new("."));
+        dir.join(target)
+    }
+
+    fn source_glob(&mut self, from: &Path, pattern: &str, at: Location) -> Result<()> {
+        let full = Self::relative(from, pattern);
+        let bad = |m: String| Error::Input {
+            at: at.clone(),
+            message: m,
+        };
+        let matches = glob::glob(&full.to_string_lossy())
+            .map_err(|e| bad(format!("`{pattern}` is not a valid pattern: {e}")))?;
+        let mut files: Vec<PathBuf> = matches
+            .filter_map(std::result::Result::ok)
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            self.notes.push(Finding {
+                at: at.clone(),
+                message: format!("`source {pattern}` matches no file"),
+            });
+        }
+        for file in files {
+            self.include(&file, &at)?;
+        }
+        Ok(())
+    }
+
+    /// Like run-parts: the folder's files whose names are only letters, digits, `_` and `-`.
+    fn source_directory(&mut self, from: &Path, dir: &str, at: Location) -> Result<()> {
+        let full = Self::relative(from, dir);
+        let entries = std::fs::read_dir(&full).map_err(|e| Error::Input {
+            at: at.clone(),
+            message: format!("source-directory {}: {e}", full.display()),
+        })?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.is_file()
+                    && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                        n.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                    })
+            })
+            .collect();
+        files.sort();
+        for file in files {
+            self.include(&file, &at)?;
+        }
+        Ok(())
+    }
+
+    fn include(&mut self, file: &Path, at: &Location) -> Result<()> {
+        let canonical = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+        if self.reading.contains(&canonical) {
+            let chain: Vec<String> = self
+                .reading
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            return Err(Error::Input {
+                at: at.clone(),
+                message: format!(
+                    "source cycle: {} is already being read ({})",
+                    file.display(),
+                    chain.join(" -> ")
+                ),
+            });
+        }
+        let text = std::fs::read_to_string(file).map_err(|e| Error::Input {
+            at: at.clone(),
+            message: format!("{}: {e}", file.display()),
+        })?;
+        self.read(file, &text)
+    }
 }
 
 /// Joins backslash continuations and drops blank and comment lines; yields the first physical
@@ -336,10 +499,11 @@ fn words(line: &str) -> Vec<Word> {
 }
 
 fn is_master(stanza: &Stanza) -> bool {
+    // ifenslave's pre-up hook treats a stanza as a master when it has slaves or a mode.
     stanza
         .options
         .iter()
-        .any(|o| matches!(o.key.text.as_str(), "bond-slaves" | "slaves"))
+        .any(|o| matches!(o.key.text.as_str(), "bond-slaves" | "slaves" | "bond-mode"))
 }
 
 /// Finds the one bond master and interprets its options and those of its slaves.
@@ -355,15 +519,24 @@ fn bond_from(path: &Path, stanzas: &[Stanza], notes: &mut Vec<Finding>) -> Resul
                 "no bond here: no iface stanza has `bond-slaves` or `bond-mode`",
             ));
         }
-        [_, second, ..] => {
-            return Err(Error::input(
-                path,
-                second.line,
-                1,
-                "a second bond: bondcheck verifies one bond per spec file",
-            ));
+        [first, second, ..] => {
+            let message = if first.name == second.name {
+                format!(
+                    "bond options in two stanzas of {} ({} on {}:{}, {} here): ifenslave would run for each",
+                    first.name,
+                    first.family,
+                    first.path.display(),
+                    first.line,
+                    second.family
+                )
+            } else {
+                "a second bond: bondcheck verifies one bond per spec file".to_string()
+            };
+            return Err(Error::input(&second.path, second.line, 1, message));
         }
     };
+    // Places in the master's stanza are in the file that holds it.
+    let path = master.path.as_path();
     let at = |line: usize, column: usize| Location::new(path, line, column);
     if master.family != "inet" {
         return Err(Error::input(
@@ -627,12 +800,34 @@ fn bond_from(path: &Path, stanzas: &[Stanza], notes: &mut Vec<Finding>) -> Resul
             if opt.key.text == "bond-master"
                 && opt.values.first().is_some_and(|v| v.text == bond.name)
             {
-                let at = at(opt.line, opt.key.column);
+                let at = Location::new(&stanza.path, opt.line, opt.key.column);
                 bond.slaves.push(Setting {
                     value: stanza.name.clone(),
                     at,
                 });
             }
+        }
+    }
+    for stanza in stanzas.iter().filter(|s| !std::ptr::eq(*s, master)) {
+        let at = Location::new(&stanza.path, stanza.line, stanza.method.column);
+        let is_slave = bond.slaves.iter().any(|s| s.value == stanza.name);
+        let addressed = !matches!(stanza.method.text.as_str(), "manual" | "loopback");
+        if is_slave && addressed {
+            notes.push(Finding {
+                at,
+                message: format!(
+                    "slave {} is also configured `{} {}`: ifupdown gives it an address the bond then shadows",
+                    stanza.name, stanza.family, stanza.method.text
+                ),
+            });
+        } else if stanza.name == bond.name {
+            notes.push(Finding {
+                at,
+                message: format!(
+                    "the {} stanza of {} is not applied by bondcheck",
+                    stanza.family, bond.name
+                ),
+            });
         }
     }
     let mut names: BTreeMap<&str, &Location> = BTreeMap::new();
@@ -980,7 +1175,8 @@ iface bond0 inet static
             "t/interfaces:1:1: expected `iface NAME FAMILY METHOD`"
         );
         assert!(
-            err("source /etc/network/interfaces.d/*\n").starts_with("t/interfaces:1:1: `source`")
+            err("rename eth0=lan0\n")
+                .starts_with("t/interfaces:1:1: `rename` is valid interfaces(5)")
         );
         assert!(
             err("iface bond0 inet manual\n bond-slaves a\n bond-lacp-rate quick\n")
@@ -1021,5 +1217,106 @@ iface bond0 inet static
                 .contains("given twice")
         );
         assert!(err("auto lo\niface lo inet loopback\n").contains("no bond here"));
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn source_globs_and_directories_are_followed_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let top = write(
+            dir.path(),
+            "interfaces",
+            "auto lo\nsource interfaces.d/*.bond\nsource-directory slaves.d\n",
+        );
+        write(
+            dir.path(),
+            "interfaces.d/b.bond",
+            "iface bond0 inet manual\n bond-slaves eth0\n bond-miimon 100\n",
+        );
+        write(
+            dir.path(),
+            "slaves.d/eth1",
+            "iface eth1 inet manual\n bond-master bond0\n",
+        );
+        write(
+            dir.path(),
+            "slaves.d/eth2.dpkg-old",
+            "iface eth2 inet manual\n bond-master bond0\n",
+        );
+        let spec = load(&top).unwrap();
+        let slaves: Vec<_> = spec.bond.slaves.iter().map(|s| s.value.as_str()).collect();
+        assert_eq!(
+            slaves,
+            ["eth0", "eth1"],
+            "run-parts names only: eth2.dpkg-old is skipped"
+        );
+        let miimon = spec.bond.option("miimon").unwrap();
+        assert!(
+            miimon.at.path.ends_with("interfaces.d/b.bond"),
+            "{}",
+            miimon.at
+        );
+        assert_eq!(miimon.at.line, 3);
+        assert_eq!(spec.files.len(), 3);
+    }
+
+    #[test]
+    fn source_cycles_are_errors_at_the_source_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(
+            dir.path(),
+            "a",
+            "iface bond0 inet manual\n bond-slaves eth0\nsource b\n",
+        );
+        write(dir.path(), "b", "\nsource a\n");
+        let e = load(&a).unwrap_err().to_string();
+        assert!(e.contains("b:2:8: source cycle"), "{e}");
+    }
+
+    #[test]
+    fn mapping_inet6_and_addressed_slaves_are_noted() {
+        let spec = parse_str(
+            "mapping eth0\n script /usr/local/sbin/map-scheme\n map HOME eth0-home\n\n\
+             iface bond0 inet manual\n bond-slaves eth0 eth1\n\n\
+             iface bond0 inet6 static\n address 2001:db8::1/64\n\n\
+             iface eth1 inet dhcp\n",
+        )
+        .unwrap();
+        let notes: Vec<_> = spec
+            .notes
+            .iter()
+            .map(|n| (n.at.line, n.message.as_str()))
+            .collect();
+        assert!(
+            notes
+                .iter()
+                .any(|(l, m)| *l == 1 && m.contains("mapping stanza for eth0")),
+            "{notes:?}"
+        );
+        assert!(
+            notes
+                .iter()
+                .any(|(l, m)| *l == 8 && m.contains("inet6 stanza of bond0")),
+            "{notes:?}"
+        );
+        assert!(
+            notes
+                .iter()
+                .any(|(l, m)| *l == 11 && m.contains("slave eth1 is also configured `inet dhcp`")),
+            "{notes:?}"
+        );
+        let both = err(
+            "iface bond0 inet manual\n bond-slaves a\niface bond0 inet6 manual\n bond-mode 1\n",
+        );
+        assert!(
+            both.contains("bond options in two stanzas of bond0"),
+            "{both}"
+        );
     }
 }
