@@ -2,8 +2,9 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-# Debian packages a run needs: the UML kernel with its bonding module, and unshare.
-packages := "user-mode-linux util-linux"
+# Debian packages a run needs: the UML kernel with its bonding module, unshare, and ifup with
+# the ifenslave hooks for `--apply ifupdown`.
+packages := "user-mode-linux util-linux ifupdown ifenslave"
 
 default:
     @just --list

@@ -10,7 +10,8 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
         match bondcheck::spec::parse(Path::new("fuzz/interfaces"), text) {
             Ok(spec) => {
-                bondcheck::model::predict(&spec);
+                bondcheck::model::predict(&spec, bondcheck::ifenslave::Applier::Netlink);
+                bondcheck::model::predict(&spec, bondcheck::ifenslave::Applier::Ifupdown);
             }
             Err(e) => assert_eq!(e.exit_code(), 2, "{e}"),
         }

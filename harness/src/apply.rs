@@ -6,7 +6,7 @@
 use rtnetlink::Handle;
 
 use crate::error::{Error, Result};
-use crate::ifenslave::{self, Step, Write};
+use crate::ifenslave::{self, Applier, Step, Write};
 use crate::model::{Answer, step_label};
 use crate::netlink;
 use crate::options;
@@ -26,11 +26,15 @@ pub struct Applied {
 pub struct Outcome {
     pub bond_index: u32,
     pub steps: Vec<Applied>,
+    /// Whether `steps` are the kernel's answers to the plan's writes, one by one.
+    pub answers_observed: bool,
 }
 
 impl Outcome {
-    pub fn answers(&self) -> Vec<Answer> {
-        self.steps.iter().map(|s| s.answer.clone()).collect()
+    /// The kernel's answer to every write, where the applier sees them.
+    pub fn answers(&self) -> Option<Vec<Answer>> {
+        self.answers_observed
+            .then(|| self.steps.iter().map(|s| s.answer.clone()).collect())
     }
 }
 
@@ -49,9 +53,10 @@ pub async fn apply(spec: &Spec, built: &Built) -> Result<Outcome> {
     let mut out = Outcome {
         bond_index,
         steps: Vec::new(),
+        answers_observed: true,
     };
     let mut enslaved: Vec<String> = Vec::new();
-    for step in ifenslave::plan(bond) {
+    for step in ifenslave::plan(bond, Applier::Netlink) {
         let (label, answer) = match &step {
             Step::Create => (step_label(&step, None), Ok(())),
             Step::Set { opt, value } => (

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::ifenslave::{Step, Write};
+use crate::ifenslave::{Applier, Step, Write};
 use crate::model::{Rule, Value};
 use crate::options::{self, DefaultValue, Kind, Opt};
 use crate::spec::Mode;
@@ -36,6 +36,8 @@ pub struct Driver {
     slaves: Vec<String>,
     queue_ids: BTreeMap<String, u16>,
     up: bool,
+    /// Options written through sysfs (ifenslave) rather than netlink: a few refusals differ.
+    sysfs: bool,
     /// Why each parameter has its value: the last rule that set it.
     why: BTreeMap<&'static str, Rule>,
 }
@@ -68,6 +70,7 @@ impl Default for Driver {
             slaves: Vec::new(),
             queue_ids: BTreeMap::new(),
             up: false,
+            sysfs: false,
             why: BTreeMap::new(),
         };
         for o in options::OPTIONS {
@@ -87,8 +90,12 @@ impl Default for Driver {
 }
 
 impl Driver {
-    pub fn new() -> Driver {
-        Driver::default()
+    /// A fresh bond whose options `applier` will write.
+    pub fn new(applier: Applier) -> Driver {
+        Driver {
+            sysfs: applier == Applier::Ifupdown,
+            ..Driver::default()
+        }
     }
 
     fn num(&self, name: &str) -> u64 {
@@ -325,7 +332,7 @@ impl Driver {
                     // rtnl_newlink refuses for a device without a master; ifenslave's sysfs
                     // write of iface_queue_id gets EPERM from bond_option_queue_id_set instead.
                     return Err(Refusal {
-                        errno: "EOPNOTSUPP",
+                        errno: if self.sysfs { "EPERM" } else { "EOPNOTSUPP" },
                         why: format!(
                             "{slave} is not a slave yet: ifenslave writes queue_id before it enslaves \
                              (net/core/rtnetlink.c: slave data needs a master)"
@@ -423,7 +430,7 @@ mod tests {
 
     #[test]
     fn delays_need_miimon_and_round_down() {
-        let mut d = Driver::new();
+        let mut d = Driver::new(Applier::Netlink);
         assert_eq!(set(&mut d, "updelay", 200).unwrap_err().errno, "EPERM");
         set(&mut d, "miimon", 100).unwrap();
         set(&mut d, "updelay", 220).unwrap();
@@ -435,7 +442,7 @@ mod tests {
 
     #[test]
     fn lacp_mode_forces_miimon_and_drops_arp_monitoring() {
-        let mut d = Driver::new();
+        let mut d = Driver::new(Applier::Netlink);
         set(&mut d, "arp_interval", 200).unwrap();
         set(&mut d, "mode", 4).unwrap();
         assert_eq!(reported(&d, "arp_interval"), Value::Number(0));
@@ -450,7 +457,7 @@ mod tests {
 
     #[test]
     fn miimon_and_arp_interval_exclude_each_other() {
-        let mut d = Driver::new();
+        let mut d = Driver::new(Applier::Netlink);
         set(&mut d, "miimon", 100).unwrap();
         set(&mut d, "arp_interval", 250).unwrap();
         assert_eq!(reported(&d, "miimon"), Value::Number(0));
@@ -460,11 +467,11 @@ mod tests {
 
     #[test]
     fn primary_is_refused_in_balance_rr_and_taken_in_active_backup() {
-        let mut d = Driver::new();
+        let mut d = Driver::new(Applier::Netlink);
         d.apply(&Step::Enslave("a".into())).unwrap();
         let primary = Step::Primary(vec!["x".into(), "a".into()]);
         assert_eq!(d.apply(&primary).unwrap_err().errno, "EACCES");
-        let mut ab = Driver::new();
+        let mut ab = Driver::new(Applier::Netlink);
         set(&mut ab, "mode", 1).unwrap();
         ab.apply(&Step::Enslave("a".into())).unwrap();
         ab.apply(&primary).unwrap();
@@ -474,7 +481,7 @@ mod tests {
 
     #[test]
     fn queue_id_and_active_slave_before_enslave_are_refused() {
-        let mut d = Driver::new();
+        let mut d = Driver::new(Applier::Netlink);
         set(&mut d, "mode", 1).unwrap();
         let q = Step::Set {
             opt: options::by_name("queue_id").unwrap(),
@@ -496,11 +503,11 @@ mod tests {
 
     #[test]
     fn alb_forces_dynamic_lb_and_words_are_reported() {
-        let mut d = Driver::new();
+        let mut d = Driver::new(Applier::Netlink);
         set(&mut d, "mode", 5).unwrap();
         set(&mut d, "tlb_dynamic_lb", 0).unwrap();
         assert_eq!(reported(&d, "tlb_dynamic_lb"), Value::Text("off".into()));
-        let mut alb = Driver::new();
+        let mut alb = Driver::new(Applier::Netlink);
         set(&mut alb, "mode", 6).unwrap();
         assert_eq!(reported(&alb, "tlb_dynamic_lb"), Value::Text("on".into()));
         assert_eq!(

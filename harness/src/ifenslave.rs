@@ -10,8 +10,19 @@
 
 use std::net::Ipv4Addr;
 
-use crate::options::Opt;
+use crate::options::{Opt, Origin};
 use crate::spec::{Bond, BondOption, Ipv4Net, OptValue};
+
+/// How bondcheck carries the plan out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Applier {
+    /// bondcheck's rtnetlink requests, one per ifenslave write, extensions included.
+    Netlink,
+    /// Debian's ifup with the ifenslave hooks: sysfs writes, and no extension options, which
+    /// ifenslave does not know.
+    Ifupdown,
+}
 
 /// One thing done to the bond.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,12 +138,16 @@ const BEFORE_ENSLAVE: &[&str] = &[
     "active_slave",
 ];
 
-/// The steps for `bond`, in the order ifenslave and ifupdown take them.
-pub fn plan(bond: &Bond) -> Vec<Step> {
+/// The steps for `bond`, in the order ifenslave and ifupdown take them. ifup passes unknown
+/// `bond-*` keys to the hooks as environment variables that ifenslave never reads, so through
+/// ifupdown the extensions are not written at all.
+pub fn plan(bond: &Bond, applier: Applier) -> Vec<Step> {
     let mut steps = vec![Step::Create];
     for name in BEFORE_ENSLAVE {
-        if let Some(o) = bond.option(name) {
-            steps.extend(writes(o));
+        match bond.option(name) {
+            Some(o) if o.opt.origin == Origin::Extension && applier == Applier::Ifupdown => {}
+            Some(o) => steps.extend(writes(o)),
+            None => {}
         }
     }
     steps.extend(bond.slaves.iter().map(|s| Step::Enslave(s.value.clone())));
@@ -209,7 +224,10 @@ mod tests {
              bond-updelay 200\n bond-primary c b a\n bond-arp-ip-target 10.0.0.1 10.0.0.2\n",
         )
         .unwrap();
-        let text: Vec<String> = plan(&spec.bond).iter().map(ToString::to_string).collect();
+        let text: Vec<String> = plan(&spec.bond, Applier::Netlink)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(
             text,
             [

@@ -11,6 +11,7 @@ pub mod checks;
 pub mod driver;
 pub mod error;
 pub mod ifenslave;
+pub mod ifupdown;
 pub mod kernel;
 pub mod lint;
 pub mod model;

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::error::Result;
+use crate::ifenslave::Applier;
 use crate::model::{self, Value};
 use crate::spec::{self, Finding};
 
@@ -47,10 +48,11 @@ impl From<&Finding> for LintFinding {
     }
 }
 
-/// Lints one interfaces file. Parse errors are `Err`: the caller prints them, exit 2.
-pub fn lint(path: &Path) -> Result<Lint> {
+/// Lints one interfaces file as `applier` would bring it up. Parse errors are `Err`: the
+/// caller prints them, exit 2.
+pub fn lint(path: &Path, applier: Applier) -> Result<Lint> {
     let spec = spec::load(path)?;
-    let m = model::predict(&spec);
+    let m = model::predict(&spec, applier);
     let effective = m
         .expectations
         .iter()
@@ -116,7 +118,11 @@ mod tests {
     #[test]
     fn howto_lint_names_the_lines_an_admin_needs() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let l = lint(&root.join("suites/debian-howto/interfaces")).unwrap();
+        let l = lint(
+            &root.join("suites/debian-howto/interfaces"),
+            Applier::Ifupdown,
+        )
+        .unwrap();
         let at = |line: usize, needle: &str| {
             l.findings
                 .iter()
@@ -132,5 +138,26 @@ mod tests {
         assert!(text.contains("! updelay"), "{text}");
         assert!(text.contains("220 -> 200"), "{text}");
         assert!(text.contains("! primary"), "{text}");
+    }
+
+    #[test]
+    fn extensions_are_not_applied_through_ifupdown() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let spec = root.join("suites/modes/802.3ad/interfaces");
+        let min_links = |a| {
+            lint(&spec, a)
+                .unwrap()
+                .effective
+                .into_iter()
+                .find(|e| e.option == "min_links")
+                .unwrap()
+        };
+        assert_eq!(min_links(Applier::Netlink).expected, Value::Number(2));
+        assert_eq!(min_links(Applier::Ifupdown).expected, Value::Number(0));
+        let l = lint(&spec, Applier::Ifupdown).unwrap();
+        assert!(l.findings.iter().any(|f| {
+            f.message
+                .contains("bond-min-links is not applied by ifenslave")
+        }));
     }
 }

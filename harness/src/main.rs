@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use nix::sys::signal::{SigHandler, Signal, signal};
 
+use bondcheck::ifenslave::Applier;
 use bondcheck::kernel::{self, Backend, Choice, KernelInfo};
 use bondcheck::{Error, run, suite};
 
@@ -36,6 +37,9 @@ enum Command {
         /// Folder of topology files named by the cases.
         #[arg(long, value_name = "DIR", default_value = "veth-topologies")]
         topologies: PathBuf,
+        /// How to bring each spec up: bondcheck's netlink requests, or Debian's ifup.
+        #[arg(long, value_enum, default_value = "netlink")]
+        apply: Applier,
     },
     /// Say what the kernel will make of an interfaces file, before anything runs.
     Lint {
@@ -43,6 +47,9 @@ enum Command {
         path: PathBuf,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// Predict for this applier; by default the admin's own path, ifup with ifenslave.
+        #[arg(long, value_enum, default_value = "ifupdown")]
+        apply: Applier,
     },
     /// Say which kernel backends work here, and why the others do not.
     Doctor,
@@ -100,20 +107,25 @@ fn dispatch(args: Vec<OsString>, place: Place) -> i32 {
     };
     let result = match cli.command {
         Command::Doctor => Ok(doctor()),
-        Command::Lint { path, format } => lint(&path, format),
+        Command::Lint {
+            path,
+            format,
+            apply,
+        } => lint(&path, format, apply),
         Command::Run {
             paths,
             report,
             kernel,
             topologies,
-        } => run_command(args, place, &paths, report, kernel, &topologies),
+            apply,
+        } => run_command(args, place, &paths, report, kernel, &topologies, apply),
     };
     result.unwrap_or_else(|e| report_error(&e))
 }
 
 /// Findings and the predicted configuration; exit 0 with warnings only, 2 on errors.
-fn lint(path: &std::path::Path, format: Format) -> Result<i32, Error> {
-    match (bondcheck::lint::lint(path), format) {
+fn lint(path: &std::path::Path, format: Format, applier: Applier) -> Result<i32, Error> {
+    match (bondcheck::lint::lint(path, applier), format) {
         (Ok(l), Format::Text) => print!("{}", l.text()),
         (Ok(l), Format::Json) => println!(
             "{}",
@@ -165,7 +177,11 @@ fn run_command(
     report: Option<PathBuf>,
     choice: Choice,
     topologies: &std::path::Path,
+    applier: Applier,
 ) -> Result<i32, Error> {
+    if applier == Applier::Ifupdown {
+        bondcheck::ifupdown::available().map_err(Error::Usage)?;
+    }
     // Read every input before any kernel is touched: bad input costs no guest boot.
     let mut cases = Vec::new();
     for path in paths {
@@ -190,7 +206,7 @@ fn run_command(
             kernel.release
         );
     }
-    let report_data = run::run(&cases, kernel, |case| print!("{}", case.text()))?;
+    let report_data = run::run(&cases, applier, kernel, |case| print!("{}", case.text()))?;
     println!("{}", report_data.summary_text());
     if let Some(path) = report {
         report_data.write_json(&path)?;

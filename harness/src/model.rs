@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use crate::driver::{self, Driver};
-use crate::ifenslave::{self, Step};
+use crate::ifenslave::{self, Applier, Step};
 use crate::options;
 use crate::spec::{Finding, Mode, Spec};
 
@@ -98,13 +98,28 @@ pub fn step_label(step: &Step, primary: Option<&str>) -> String {
     }
 }
 
-/// Predicts the kernel's behaviour for `spec`.
-pub fn predict(spec: &Spec) -> Model {
+/// Predicts the kernel's behaviour for `spec` brought up by `applier`.
+pub fn predict(spec: &Spec, applier: Applier) -> Model {
     let bond = &spec.bond;
     let mut warnings = spec.notes.clone();
-    let mut driver = Driver::new();
+    if applier == Applier::Ifupdown {
+        for o in bond
+            .options
+            .iter()
+            .filter(|o| o.opt.origin == options::Origin::Extension)
+        {
+            warnings.push(Finding {
+                at: o.at.clone(),
+                message: format!(
+                    "{} is not applied by ifenslave: the kernel keeps its default",
+                    o.opt.key
+                ),
+            });
+        }
+    }
+    let mut driver = Driver::new(applier);
     let mut answers = Vec::new();
-    for step in ifenslave::plan(bond) {
+    for step in ifenslave::plan(bond, applier) {
         // ifenslave writes no primary when no candidate is enslaved; the applier does the same.
         let primary = match &step {
             Step::Primary(c) => match driver.primary_name(c) {
@@ -337,7 +352,10 @@ mod tests {
     use std::path::Path;
 
     fn model(text: &str) -> Model {
-        predict(&crate::spec::parse(Path::new("t"), text).unwrap())
+        predict(
+            &crate::spec::parse(Path::new("t"), text).unwrap(),
+            Applier::Netlink,
+        )
     }
 
     fn expected(m: &Model, check: &str) -> Value {

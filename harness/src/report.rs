@@ -8,6 +8,7 @@ use std::path::Path;
 use crate::apply::Applied;
 use crate::checks::{Observation, Status, Verdict};
 use crate::error::{Error, Result};
+use crate::ifenslave::Applier;
 use crate::kernel::KernelInfo;
 use crate::spec::Finding;
 use crate::suite::Perturbation;
@@ -101,6 +102,8 @@ pub struct CaseReport {
     pub description: String,
     pub spec: SpecRef,
     pub topology: String,
+    /// How the spec was brought up: `netlink` or `ifupdown`.
+    pub applier: Applier,
     /// pass: every check passed (a negative control: it held); fail; error: the case could not
     /// be carried out (see `error`).
     pub status: Status,
@@ -218,15 +221,20 @@ impl CaseReport {
         } else {
             "case"
         };
-        let passed = self
-            .checks
-            .iter()
-            .filter(|c| c.status == Status::Pass)
-            .count();
+        let count = |st: Status| self.checks.iter().filter(|c| c.status == st).count();
+        let skipped = match count(Status::Skip) {
+            0 => String::new(),
+            n => format!(", {n} skipped"),
+        };
+        let applier = match self.applier {
+            Applier::Netlink => "netlink",
+            Applier::Ifupdown => "ifupdown",
+        };
         let mut out = format!(
-            "{kind} {}: {word} ({passed}/{} checks passed) [setup {:.0} ms, apply {:.0} ms, observe {:.0} ms, \
-             checks {:.1} ms, teardown {:.0} ms]\n",
+            "{kind} {} ({applier}): {word} ({}/{} checks passed{skipped}) [setup {:.0} ms, apply {:.0} ms, \
+             observe {:.0} ms, checks {:.1} ms, teardown {:.0} ms]\n",
             self.name,
+            count(Status::Pass),
             self.checks.len(),
             p.setup_ms,
             p.apply_ms,

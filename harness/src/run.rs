@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 use crate::apply;
 use crate::checks::{self, Observation, Status};
 use crate::error::{Error, Result};
+use crate::ifenslave::Applier;
+use crate::ifupdown;
 use crate::kernel::KernelInfo;
 use crate::model::{self, Model, Value};
 use crate::netlink;
@@ -18,6 +20,7 @@ use crate::topology;
 /// Runs every case in order; `progress` sees each case report as soon as it is done.
 pub fn run(
     cases: &[Case],
+    applier: Applier,
     mut kernel: KernelInfo,
     mut progress: impl FnMut(&CaseReport),
 ) -> Result<Report> {
@@ -28,7 +31,7 @@ pub fn run(
         .map_err(|e| Error::run(format!("cannot start the async runtime: {e}")))?;
     let mut reports = Vec::new();
     for case in cases {
-        let report = rt.block_on(run_case(case, &mut kernel));
+        let report = rt.block_on(run_case(case, applier, &mut kernel));
         progress(&report);
         reports.push(report);
     }
@@ -47,11 +50,11 @@ struct Progress {
     observed: Option<Observation>,
 }
 
-async fn run_case(case: &Case, kernel: &mut KernelInfo) -> CaseReport {
+async fn run_case(case: &Case, applier: Applier, kernel: &mut KernelInfo) -> CaseReport {
     let start = Instant::now();
-    let model = model::predict(&case.spec);
+    let model = model::predict(&case.spec, applier);
     let mut progress = Progress::default();
-    let outcome = carry_out(case, &model, kernel, &mut progress).await;
+    let outcome = carry_out(case, applier, &model, kernel, &mut progress).await;
     let (checks, error) = match outcome {
         Ok(checks) => (checks, None),
         Err(e) => (Vec::new(), Some(e.to_string())),
@@ -77,7 +80,14 @@ async fn run_case(case: &Case, kernel: &mut KernelInfo) -> CaseReport {
         (Some(_), _) => Status::Error,
         (None, Some(nc)) if nc.held => Status::Pass,
         (None, Some(_)) => Status::Fail,
-        (None, None) if checks.iter().all(|c| c.status == Status::Pass) => Status::Pass,
+        // A skipped check is reported as skipped; it neither passes nor fails the case.
+        (None, None)
+            if checks
+                .iter()
+                .all(|c| matches!(c.status, Status::Pass | Status::Skip)) =>
+        {
+            Status::Pass
+        }
         (None, None) => Status::Fail,
     };
     CaseReport {
@@ -89,6 +99,7 @@ async fn run_case(case: &Case, kernel: &mut KernelInfo) -> CaseReport {
             sha256: case.spec.sha256.clone(),
         },
         topology: case.topology.name.clone(),
+        applier,
         status,
         error,
         negative_control,
@@ -103,6 +114,7 @@ async fn run_case(case: &Case, kernel: &mut KernelInfo) -> CaseReport {
 
 async fn carry_out(
     case: &Case,
+    applier: Applier,
     model: &Model,
     kernel: &mut KernelInfo,
     progress: &mut Progress,
@@ -125,7 +137,10 @@ async fn carry_out(
         perturb::perturb(change, &case.spec, &built, None).await?;
     }
     let t = Instant::now();
-    let applied = apply::apply(&case.spec, &built).await;
+    let applied = match applier {
+        Applier::Netlink => apply::apply(&case.spec, &built).await,
+        Applier::Ifupdown => ifupdown::apply(&case.spec, &built).await,
+    };
     progress.phases.apply_ms = ms(t.elapsed());
     let applied = applied?;
     progress.apply = applied.steps.clone();

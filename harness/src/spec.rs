@@ -51,6 +51,8 @@ pub struct Bond {
     pub at: Location,
     /// In enslave order: `bond-slaves` first, then slaves naming this bond in `bond-master`.
     pub slaves: Vec<Setting<String>>,
+    /// The slaves that join through `bond-master` in a stanza of their own.
+    pub joined: Vec<String>,
     /// Every `bond-*` option of the master's stanza, in file order.
     pub options: Vec<BondOption>,
     pub address: Option<Setting<Ipv4Net>>,
@@ -565,6 +567,7 @@ fn bond_from(path: &Path, stanzas: &[Stanza], notes: &mut Vec<Finding>) -> Resul
         name: master.name.clone(),
         at: at(master.line, 1),
         slaves: Vec::new(),
+        joined: Vec::new(),
         options: Vec::new(),
         address: None,
     };
@@ -728,7 +731,7 @@ fn bond_from(path: &Path, stanzas: &[Stanza], notes: &mut Vec<Finding>) -> Resul
                 })?;
                 notes.push(Finding {
                     at: at(opt.line, opt.key.column),
-                    message: "`gateway` is not applied by bondcheck yet: no check covers the default route".into(),
+                    message: "`gateway`: no check covers the default route yet".into(),
                 });
             }
             k if STATIC_UNUSED.contains(&k) => notes.push(Finding {

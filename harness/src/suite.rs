@@ -242,7 +242,7 @@ fn load_case(dir: &Path, name: &str, topologies: &Path) -> Result<Case> {
     let negative_control = match &parsed.negative_control {
         None => None,
         Some(nc) => {
-            let ids = crate::model::predict(&spec).check_ids();
+            let ids = crate::model::predict(&spec, crate::ifenslave::Applier::Netlink).check_ids();
             let at = line_of("must-fail");
             for id in &nc.must_fail {
                 if !ids.contains(id) {

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use bondcheck::ifenslave::Applier;
 use bondcheck::{model, spec};
 
 fn corpus() -> Vec<PathBuf> {
@@ -139,7 +140,8 @@ fn mutated_specs_never_panic_or_hang_the_parser_or_the_model() {
             std::panic::catch_unwind(
                 || match spec::parse(Path::new("mutant/interfaces"), &text) {
                     Ok(s) => {
-                        model::predict(&s);
+                        model::predict(&s, Applier::Netlink);
+                        model::predict(&s, Applier::Ifupdown);
                         true
                     }
                     Err(e) => {

@@ -1,19 +1,26 @@
-//! The bonding suites as test trials: one trial per suite case and check, named
-//! `<case>::<check>`, run by `cargo nextest run` or `cargo test`.
+//! The bonding suites as test trials: one trial per suite case, applier and check, named
+//! `<case>::<check>` (the netlink applier) and `<case>@ifupdown::<check>` (Debian's ifup;
+//! negative controls run with the netlink applier only), run by `cargo nextest run` or
+//! `cargo test`.
 //!
 //! Each case runs once per test run, for real, through the `bondcheck` binary on the kernel
 //! `--kernel auto` picks (a UML guest on machines whose own kernel has no bonding driver).
 //! nextest runs every trial in a process of its own, so the first trial of a case runs it under
 //! a file lock and leaves the JSON report for the case's other trials of the same run.
 //!
-//! Where no backend can give a bonding kernel, the trials are listed as ignored, decided at
-//! list time, so nextest and libtest report them as skipped rather than passed.
+//! Where no backend can give a bonding kernel (or ifupdown is missing), the trials are listed
+//! as ignored, decided at list time, so nextest and libtest report them as skipped rather than
+//! passed. So is `apply.answers` under ifupdown, which cannot observe the kernel's answer to
+//! each write.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use bondcheck::ifenslave::Applier;
+use bondcheck::ifupdown;
 use bondcheck::kernel::{self, Choice};
+use bondcheck::model::ANSWERS;
 use bondcheck::suite::{self, Case};
 use libtest_mimic::{Arguments, Failed, Trial};
 use nix::fcntl::{Flock, FlockArg};
@@ -44,25 +51,41 @@ fn main() {
     if let (Some(why), false) = (&no_kernel, args.list) {
         eprintln!("bonding trials skipped: {why}");
     }
+    let no_ifupdown = ifupdown::available().err();
+    if let (Some(why), false, None) = (&no_ifupdown, args.list, &no_kernel) {
+        eprintln!("ifupdown trials skipped: {why}");
+    }
     let mut trials = Vec::new();
     for case in cases {
-        let model = bondcheck::model::predict(&case.spec);
-        for check in model.check_ids() {
-            let name = format!("{}::{check}", case.name);
-            let case = case.clone();
-            trials.push(
-                Trial::test(name, move || run_trial(&case, &check))
-                    .with_kind("bonding")
-                    .with_ignored_flag(no_kernel.is_some()),
-            );
+        let model = bondcheck::model::predict(&case.spec, Applier::Netlink);
+        let appliers: &[Applier] = match case.negative_control {
+            Some(_) => &[Applier::Netlink],
+            None => &[Applier::Netlink, Applier::Ifupdown],
+        };
+        for &applier in appliers {
+            for check in model.check_ids() {
+                let (name, unavailable) = match applier {
+                    Applier::Netlink => (format!("{}::{check}", case.name), no_kernel.is_some()),
+                    Applier::Ifupdown => (
+                        format!("{}@ifupdown::{check}", case.name),
+                        no_kernel.is_some() || no_ifupdown.is_some() || check == ANSWERS,
+                    ),
+                };
+                let case = case.clone();
+                trials.push(
+                    Trial::test(name, move || run_trial(&case, applier, &check))
+                        .with_kind("bonding")
+                        .with_ignored_flag(unavailable),
+                );
+            }
         }
     }
     libtest_mimic::run(&args, trials).exit()
 }
 
 /// One check of one case: the case's report is produced once per test run and shared.
-fn run_trial(case: &Case, check: &str) -> Result<(), Failed> {
-    let report = case_report(case)?;
+fn run_trial(case: &Case, applier: Applier, check: &str) -> Result<(), Failed> {
+    let report = case_report(case, applier)?;
     let case_json = &report["cases"][0];
     if let Some(err) = case_json["error"].as_str() {
         return Err(format!("case {} could not be carried out: {err}", case.name).into());
@@ -90,14 +113,18 @@ fn run_trial(case: &Case, check: &str) -> Result<(), Failed> {
 
 /// Runs `bondcheck run` on the case unless another trial of this test run already did, and
 /// returns its JSON report.
-fn case_report(case: &Case) -> Result<Value, Failed> {
+fn case_report(case: &Case, applier: Applier) -> Result<Value, Failed> {
     let run_id =
         std::env::var("NEXTEST_RUN_ID").unwrap_or_else(|_| format!("pid-{}", std::process::id()));
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("suite-runs")
         .join(run_id);
     std::fs::create_dir_all(&dir)?;
-    let slug = case.name.replace(['/', ' '], "_");
+    let applier = match applier {
+        Applier::Netlink => "netlink",
+        Applier::Ifupdown => "ifupdown",
+    };
+    let slug = format!("{}@{applier}", case.name.replace(['/', ' '], "_"));
     let report = dir.join(format!("{slug}.json"));
     let lock = File::create(dir.join(format!("{slug}.lock")))?;
     let _held =
@@ -107,6 +134,7 @@ fn case_report(case: &Case) -> Result<Value, Failed> {
             .current_dir(repo())
             .arg("run")
             .arg("--kernel=auto")
+            .arg(format!("--apply={applier}"))
             .arg("--report")
             .arg(&report)
             .arg(&case.path)
