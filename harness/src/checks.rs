@@ -86,6 +86,7 @@ fn observed_in(check: &str, v: &BondView) -> Option<Value> {
     match field {
         "mii_status" => s.mii_status.clone().map(Value::Text),
         "queue_id" => s.queue_id.map(|q| Value::Number(q.into())),
+        "prio" => s.prio.map(|p| Value::Text(p.to_string())),
         _ => None,
     }
 }

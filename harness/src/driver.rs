@@ -34,7 +34,8 @@ pub struct Driver {
     actor_system: [u8; 6],
     primary: Option<String>,
     slaves: Vec<String>,
-    queue_ids: BTreeMap<String, u16>,
+    /// Per-slave values (queue_id, prio) by parameter and slave.
+    per_slave: BTreeMap<(&'static str, String), i64>,
     up: bool,
     /// Options written through sysfs (ifenslave) rather than netlink: a few refusals differ.
     sysfs: bool,
@@ -68,7 +69,7 @@ impl Default for Driver {
             actor_system: [0; 6],
             primary: None,
             slaves: Vec::new(),
-            queue_ids: BTreeMap::new(),
+            per_slave: BTreeMap::new(),
             up: false,
             sysfs: false,
             why: BTreeMap::new(),
@@ -326,28 +327,34 @@ impl Driver {
                     });
                 }
             }
-            (_, Write::QueueId { slave, queue }) => {
+            (_, Write::PerSlave { slave, value }) => {
                 if !self.slaves.contains(slave) {
-                    // Over netlink a queue id is slave data (IFLA_INFO_SLAVE_DATA), which
+                    // Over netlink a per-slave value is slave data (IFLA_INFO_SLAVE_DATA), which
                     // rtnl_newlink refuses for a device without a master; ifenslave's sysfs
                     // write of iface_queue_id gets EPERM from bond_option_queue_id_set instead.
                     return Err(Refusal {
                         errno: if self.sysfs { "EPERM" } else { "EOPNOTSUPP" },
                         why: format!(
-                            "{slave} is not a slave yet: ifenslave writes queue_id before it enslaves \
-                             (net/core/rtnetlink.c: slave data needs a master)"
+                            "{slave} is not a slave yet: ifenslave writes {} before it enslaves \
+                             (net/core/rtnetlink.c: slave data needs a master)",
+                            o.name
                         ),
                     });
                 }
-                let taken =
-                    *queue != 0 && self.queue_ids.iter().any(|(s, q)| s != slave && q == queue);
-                if *queue > TX_QUEUES || taken {
-                    return Err(Refusal {
-                        errno: "EPERM",
-                        why: format!("queue id {queue} is taken or above {TX_QUEUES}"),
-                    });
+                if o.name == "queue_id" {
+                    let taken = *value != 0
+                        && self
+                            .per_slave
+                            .iter()
+                            .any(|((p, s), v)| *p == "queue_id" && s != slave && v == value);
+                    if *value > i64::from(TX_QUEUES) || taken {
+                        return Err(Refusal {
+                            errno: "EPERM",
+                            why: format!("queue id {value} is taken or above {TX_QUEUES}"),
+                        });
+                    }
                 }
-                self.queue_ids.insert(slave.clone(), *queue);
+                self.per_slave.insert((o.name, slave.clone()), *value);
             }
         }
         Ok(())
@@ -361,7 +368,7 @@ impl Driver {
         let mut seen = Vec::new();
         for o in options::OPTIONS {
             let p = param(o);
-            if seen.contains(&p) || p == "active_slave" || p == "queue_id" {
+            if seen.contains(&p) || matches!(o.kind, Kind::PerSlave { .. }) || p == "active_slave" {
                 continue;
             }
             seen.push(p);
@@ -389,9 +396,12 @@ impl Driver {
         out
     }
 
-    /// Queue id of each slave (0 unless a write set it).
-    pub fn queue_id(&self, slave: &str) -> u16 {
-        self.queue_ids.get(slave).copied().unwrap_or(0)
+    /// A slave's value of a per-slave parameter (0, the kernel's default, unless a write set it).
+    pub fn slave_value(&self, param: &'static str, slave: &str) -> i64 {
+        self.per_slave
+            .get(&(param, slave.to_string()))
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -485,9 +495,9 @@ mod tests {
         set(&mut d, "mode", 1).unwrap();
         let q = Step::Set {
             opt: options::by_name("queue_id").unwrap(),
-            value: Write::QueueId {
+            value: Write::PerSlave {
                 slave: "a".into(),
-                queue: 2,
+                value: 2,
             },
         };
         assert_eq!(d.apply(&q).unwrap_err().errno, "EOPNOTSUPP");
@@ -498,7 +508,7 @@ mod tests {
         assert_eq!(d.apply(&a).unwrap_err().errno, "EINVAL");
         d.apply(&Step::Enslave("a".into())).unwrap();
         d.apply(&q).unwrap();
-        assert_eq!(d.queue_id("a"), 2);
+        assert_eq!(d.slave_value("queue_id", "a"), 2);
     }
 
     #[test]

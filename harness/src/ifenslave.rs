@@ -53,9 +53,10 @@ pub enum Write {
     Mac([u8; 6]),
     /// A slave name (primary, active_slave), or none to clear.
     Slave(Option<String>),
-    QueueId {
+    /// A per-slave value (`iface_queue_id`, the slave's prio).
+    PerSlave {
         slave: String,
-        queue: u16,
+        value: i64,
     },
 }
 
@@ -81,7 +82,7 @@ impl std::fmt::Display for Write {
             ),
             Write::Mac(m) => write!(f, "{}", crate::netlink::mac_text(m)),
             Write::Slave(s) => write!(f, "{}", s.as_deref().unwrap_or("none")),
-            Write::QueueId { slave, queue } => write!(f, "{slave}:{queue}"),
+            Write::PerSlave { slave, value } => write!(f, "{slave}:{value}"),
         }
     }
 }
@@ -151,6 +152,10 @@ pub fn plan(bond: &Bond, applier: Applier) -> Vec<Step> {
         }
     }
     steps.extend(bond.slaves.iter().map(|s| Step::Enslave(s.value.clone())));
+    // bondcheck's per-slave extension, once the slaves exist.
+    if let (Some(o), Applier::Netlink) = (bond.option("prio"), applier) {
+        steps.extend(writes(o));
+    }
     if let Some(OptValue::Names(list)) = bond.option("primary").map(|o| &o.value) {
         steps.push(Step::Primary(list.clone()));
     }
@@ -183,12 +188,12 @@ fn writes(o: &BondOption) -> Vec<Step> {
             ],
             None => vec![set(Write::Slave(None))],
         },
-        OptValue::QueueIds(pairs) => pairs
+        OptValue::PerSlave(pairs) => pairs
             .iter()
-            .map(|(slave, queue)| {
-                set(Write::QueueId {
+            .map(|(slave, value)| {
+                set(Write::PerSlave {
                     slave: slave.clone(),
-                    queue: *queue,
+                    value: *value,
                 })
             })
             .collect(),
@@ -205,7 +210,7 @@ mod tests {
     /// Whether the plan writes this option somewhere.
     fn is_planned(name: &str) -> bool {
         BEFORE_ENSLAVE.contains(&name)
-            || matches!(name, "primary" | "primary_reselect")
+            || matches!(name, "primary" | "primary_reselect" | "prio")
             || options::by_name(name).is_none()
     }
 

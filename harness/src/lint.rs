@@ -57,8 +57,8 @@ pub fn lint(path: &Path, applier: Applier) -> Result<Lint> {
         .expectations
         .iter()
         .filter_map(|e| {
-            let option = e.check.strip_prefix("option.")?;
             e.requested.as_ref()?;
+            let option = e.check.strip_prefix("option.").unwrap_or(&e.check);
             Some(Effective {
                 option: option.to_string(),
                 requested: e.requested.clone(),

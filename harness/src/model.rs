@@ -232,25 +232,40 @@ pub fn predict(spec: &Spec, applier: Applier) -> Model {
                 },
             });
         }
-        let queue = bond.option("queue_id").and_then(|o| match &o.value {
-            crate::spec::OptValue::QueueIds(pairs) => pairs
-                .iter()
-                .find(|(s, _)| s == name)
-                .map(|(s, q)| format!("{s}:{q}")),
-            _ => None,
-        });
-        out.push(Expectation {
-            check: format!("slave.{name}.queue_id"),
-            requested: queue,
-            expected: Value::Number(driver.queue_id(name).into()),
-            unit: None,
-            rule: Rule {
-                text:
-                    "queue ids are set per slave with iface_queue_id; 0 unless a write was accepted"
-                        .into(),
-                source: driver::BOND_OPTIONS_C,
-            },
-        });
+        for (param, text) in [
+            (
+                "queue_id",
+                "queue ids are set per slave with iface_queue_id; 0 unless a write was accepted",
+            ),
+            (
+                "prio",
+                "a slave's failover priority is 0 unless a write was accepted (an extension)",
+            ),
+        ] {
+            let requested = bond.option(param).and_then(|o| match &o.value {
+                crate::spec::OptValue::PerSlave(pairs) => pairs
+                    .iter()
+                    .find(|(s, _)| s == name)
+                    .map(|(_, v)| v.to_string()),
+                _ => None,
+            });
+            let value = driver.slave_value(param, name);
+            out.push(Expectation {
+                check: format!("slave.{name}.{param}"),
+                requested,
+                // prio is signed: compared as text so the shape is the same in every view.
+                expected: if param == "prio" {
+                    Value::Text(value.to_string())
+                } else {
+                    Value::Number(value as u64)
+                },
+                unit: None,
+                rule: Rule {
+                    text: text.into(),
+                    source: driver::BOND_OPTIONS_C,
+                },
+            });
+        }
     }
     if arp != 0 {
         warnings.push(Finding {

@@ -138,7 +138,7 @@ fn bond_attr(opt: &Opt, value: &Write, index: Option<u32>) -> Option<InfoBond> {
             return Some(InfoBond::Primary(index.unwrap_or(0)));
         }
         Write::Slave(_) => return Some(InfoBond::ActivePort(index.unwrap_or(0))),
-        Write::QueueId { .. } => return None,
+        Write::PerSlave { .. } => return None,
     };
     // Values were range-checked against the kernel's tables when the spec was parsed.
     let (n8, n16, n32) = (n as u8, n as u16, n as u32);
@@ -176,18 +176,25 @@ fn bond_attr(opt: &Opt, value: &Write, index: Option<u32>) -> Option<InfoBond> {
 /// ifenslave's sysfs writes, so each is accepted or refused on its own.
 pub async fn set_option(h: &Handle, bond: u32, opt: &Opt, value: &Write) -> Answer {
     let slave = match value {
-        Write::Slave(Some(name)) | Write::QueueId { slave: name, .. } => {
+        Write::Slave(Some(name)) | Write::PerSlave { slave: name, .. } => {
             Some(index_of(h, name).await?)
         }
         _ => None,
     };
     match (bond_attr(opt, value, slave), value) {
         (Some(attr), _) => set_bond_attrs(h, bond, vec![attr]).await,
-        (None, Write::QueueId { queue, .. }) => {
-            let msg = LinkBondPort::new(slave.expect("looked up"))
-                .queue_id(*queue)
-                .build();
-            h.link().set_port(msg).execute().await.map_err(refusal)
+        (None, Write::PerSlave { value, .. }) => {
+            let port = LinkBondPort::new(slave.expect("looked up"));
+            // Values were range-checked against the option's kind when the spec was parsed.
+            let msg = match opt.name {
+                "queue_id" => port.queue_id(*value as u16),
+                _ => port.prio(*value as i32),
+            };
+            h.link()
+                .set_port(msg.build())
+                .execute()
+                .await
+                .map_err(refusal)
         }
         (None, _) => unreachable!("every write but a queue id has a bond attribute"),
     }
@@ -360,6 +367,7 @@ pub fn bond_view(links: &[LinkMessage], bond: &str) -> Option<BondView> {
                         InfoBondPort::LinkFailureCount(n) => s.link_failure_count = Some(*n),
                         InfoBondPort::PermHwaddr(mac) => s.perm_hwaddr = Some(mac_text(mac)),
                         InfoBondPort::QueueId(q) => s.queue_id = Some(*q),
+                        InfoBondPort::Prio(p) => s.prio = Some(*p),
                         _ => {}
                     }
                 }

@@ -33,6 +33,8 @@ pub struct SlaveView {
     pub link_failure_count: Option<u32>,
     pub perm_hwaddr: Option<String>,
     pub queue_id: Option<u16>,
+    /// Failover priority (netlink only).
+    pub prio: Option<i32>,
 }
 
 impl BondView {

@@ -38,8 +38,8 @@ pub enum Kind {
     SlaveList,
     /// One slave name, or `none`.
     Slave,
-    /// `slave:queue` pairs.
-    QueueIds,
+    /// `slave:value` pairs, each value in [min, max] (queue ids, priorities).
+    PerSlave { min: i64, max: i64 },
 }
 
 /// Ways an option can be refused because of the bond's state (`bond_opt_check_deps`).
@@ -327,7 +327,7 @@ pub static OPTIONS: &[Opt] = &[
         "queue_id",
         "bond-queue-id",
         IFE,
-        Kind::QueueIds,
+        Kind::PerSlave { min: 0, max: 65535 },
         DefaultValue::Empty,
     ),
     only(
@@ -450,6 +450,19 @@ pub static OPTIONS: &[Opt] = &[
         EXT,
         Kind::Ipv6List,
         DefaultValue::Empty,
+    ),
+    only(
+        opt(
+            "prio",
+            "bond-prio",
+            EXT,
+            Kind::PerSlave {
+                min: i32::MIN as i64,
+                max: i32::MAX as i64,
+            },
+            DefaultValue::Empty,
+        ),
+        PRIMARY_MODES,
     ),
 ];
 

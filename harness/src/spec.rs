@@ -79,7 +79,8 @@ pub enum OptValue {
     Names(Vec<String>),
     /// `bond-active-slave`: a slave, or none.
     Slave(Option<String>),
-    QueueIds(Vec<(String, u16)>),
+    /// `bond-queue-id`, `bond-prio`: a value per slave.
+    PerSlave(Vec<(String, i64)>),
 }
 
 impl Bond {
@@ -982,18 +983,24 @@ fn option_value<'w>(
             let w = one()?;
             Ok(OptValue::Slave((w.text != "none").then(|| w.text.clone())))
         }
-        Kind::QueueIds => {
+        Kind::PerSlave { min, max } => {
             let mut out = Vec::new();
             for w in words {
                 let pair = w
                     .text
                     .split_once(':')
-                    .and_then(|(s, q)| Some((s.to_string(), q.parse::<u16>().ok()?)));
-                out.push(
-                    pair.ok_or_else(|| (Some(w), format!("`{}` is not SLAVE:QUEUE_ID", w.text)))?,
-                );
+                    .and_then(|(s, v)| Some((s.to_string(), v.parse::<i64>().ok()?)));
+                let (slave, value) =
+                    pair.ok_or_else(|| (Some(w), format!("`{}` is not SLAVE:NUMBER", w.text)))?;
+                if value < min || value > max {
+                    return Err((
+                        Some(w),
+                        format!("`{key}` {value} is out of range ({min}-{max})"),
+                    ));
+                }
+                out.push((slave, value));
             }
-            Ok(OptValue::QueueIds(out))
+            Ok(OptValue::PerSlave(out))
         }
     }
 }
@@ -1097,7 +1104,7 @@ iface bond0 inet static
         );
         assert_eq!(
             b.option("queue_id").unwrap().value,
-            OptValue::QueueIds(vec![("a".into(), 1), ("b".into(), 2)])
+            OptValue::PerSlave(vec![("a".into(), 1), ("b".into(), 2)])
         );
         assert_eq!(
             b.option("active_slave").unwrap().value,
@@ -1205,7 +1212,7 @@ iface bond0 inet static
         );
         assert!(
             err("iface bond0 inet manual\n bond-slaves a\n bond-queue-id a2\n")
-                .contains("not SLAVE:QUEUE_ID")
+                .contains("not SLAVE:NUMBER")
         );
         assert!(
             err("iface bond0 inet manual\n bond-slaves a a\n")
