@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use crate::model::{ANSWERS, Answer, Expectation, Model, Rule, VIEWS_AGREE, Value};
+use crate::model::{ANSWERS, Answer, Expectation, Model, Rule, VIEWS_AGREE, Value, Window};
 use crate::observe::{BondView, SlaveView};
+use crate::timing::{Measured, Sample};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -158,6 +159,190 @@ fn compare(e: &Expectation, obs: &Observation) -> Verdict {
         message,
         measurements,
     }
+}
+
+/// Ids of the timing checks, for cases that measure timing.
+pub const TIMING: [&str; 3] = [
+    "timing.downdelay",
+    "timing.updelay",
+    "timing.link_failure_count",
+];
+
+/// Every sample of a transition inside its window: strictly after the lower bound (the driver
+/// cannot commit earlier) and at most the upper bound plus the backend's tolerance.
+fn window_verdict(check: &str, window: &Window, samples: &[Sample], tolerance_ms: f64) -> Verdict {
+    let limit = window.upper_ms + tolerance_ms;
+    let mut measurements = vec![Measurement {
+        name: "tolerance".into(),
+        value: tolerance_ms,
+        unit: "ms",
+    }];
+    let mut problems = Vec::new();
+    let mut got = Vec::new();
+    for s in samples {
+        match s.netlink_ms {
+            Some(v) => {
+                got.push(v);
+                measurements.push(Measurement {
+                    name: format!("trial_{}", s.trial),
+                    value: v,
+                    unit: "ms",
+                });
+                // How much of the tolerance the sample used (0 inside the model's window).
+                measurements.push(Measurement {
+                    name: format!("trial_{}_tolerance_used", s.trial),
+                    value: (v - window.upper_ms).max(0.0),
+                    unit: "ms",
+                });
+                if v <= window.lower_ms {
+                    problems.push(format!(
+                        "trial {}: {v:.1} ms is not after {} ms",
+                        s.trial, window.lower_ms
+                    ));
+                } else if v > limit {
+                    problems.push(format!(
+                        "trial {}: {v:.1} ms is past {} ms + tolerance {tolerance_ms} ms",
+                        s.trial, window.upper_ms
+                    ));
+                }
+            }
+            None => problems.push(format!(
+                "trial {}: no commit announced within the deadline",
+                s.trial
+            )),
+        }
+        if let Some(k) = s.kmsg_ms {
+            measurements.push(Measurement {
+                name: format!("trial_{}_kernel_log", s.trial),
+                value: k,
+                unit: "ms",
+            });
+        }
+    }
+    let mut sorted = got.clone();
+    sorted.sort_by(f64::total_cmp);
+    let summary = match (sorted.first(), sorted.get(sorted.len() / 2), sorted.last()) {
+        (Some(min), Some(median), Some(max)) => {
+            for (name, value) in [("min", *min), ("median", *median), ("max", *max)] {
+                measurements.push(Measurement {
+                    name: name.into(),
+                    value,
+                    unit: "ms",
+                });
+            }
+            format!("min {min:.1} / median {median:.1} / max {max:.1} ms")
+        }
+        _ => "no sample".into(),
+    };
+    let window_text = format!("({}, {}] ms", window.lower_ms, window.upper_ms);
+    let list = got
+        .iter()
+        .map(|v| format!("{v:.1}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let kernel_log: Vec<String> = samples
+        .iter()
+        .filter_map(|s| s.kmsg_ms.map(|k| format!("{k:.1}")))
+        .collect();
+    let clocks = format!(
+        "netlink [{list}] ms; kernel log [{}] ms",
+        if kernel_log.is_empty() {
+            "not read".to_string()
+        } else {
+            kernel_log.join(", ")
+        }
+    );
+    let (status, message) = if problems.is_empty() {
+        (
+            Status::Pass,
+            format!(
+                "{} samples in {window_text} (+{tolerance_ms} ms tolerance): {clocks}",
+                got.len()
+            ),
+        )
+    } else {
+        (
+            Status::Fail,
+            format!(
+                "{}; window {window_text} (+{tolerance_ms} ms tolerance); {clocks}; rule: {}",
+                problems.join("; "),
+                window.rule.text
+            ),
+        )
+    };
+    Verdict {
+        check: check.into(),
+        requested: None,
+        status,
+        expected: Some(Value::Text(window_text)),
+        observed: Some(Value::Text(summary)),
+        observed_procfs: None,
+        unit: Some("ms"),
+        rule: Some(window.rule.clone()),
+        message,
+        measurements,
+    }
+}
+
+/// The timing checks of a case: both windows (None when the kernel's HZ is unknown, which
+/// leaves nothing to judge against) and the link failure count (+1 per committed down).
+pub fn timing(
+    measured: &Measured,
+    windows: Option<&(Window, Window)>,
+    tolerance_ms: f64,
+) -> Vec<Verdict> {
+    let mut out = match windows {
+        Some((down, up)) => vec![
+            window_verdict(TIMING[0], down, &measured.down, tolerance_ms),
+            window_verdict(TIMING[1], up, &measured.up, tolerance_ms),
+        ],
+        None => TIMING[..2]
+            .iter()
+            .map(|c| Verdict {
+                check: c.to_string(),
+                requested: None,
+                status: Status::Skip,
+                expected: None,
+                observed: None,
+                observed_procfs: None,
+                unit: Some("ms"),
+                rule: None,
+                message:
+                    "skipped: the kernel's HZ is unknown, so there is no window to judge samples by"
+                        .into(),
+                measurements: Vec::new(),
+            })
+            .collect(),
+    };
+    let commits = measured
+        .down
+        .iter()
+        .filter(|s| s.netlink_ms.is_some())
+        .count() as u64;
+    let expected = u64::from(measured.link_failures_before) + measured.down.len() as u64;
+    let observed = u64::from(measured.link_failures_after);
+    let pass = observed == expected;
+    out.push(Verdict {
+        check: TIMING[2].into(),
+        requested: None,
+        status: if pass { Status::Pass } else { Status::Fail },
+        expected: Some(Value::Number(expected)),
+        observed: Some(Value::Number(observed)),
+        observed_procfs: None,
+        unit: None,
+        rule: Some(Rule {
+            text: "each committed DOWN adds one to the slave's link failure count (bond_miimon_commit)".into(),
+            source: "drivers/net/bonding/bond_main.c",
+        }),
+        message: format!(
+            "{} cuts of {} ({commits} downs announced): link failure count {} -> {observed}, expected {expected}",
+            measured.down.len(),
+            measured.slave,
+            measured.link_failures_before
+        ),
+        measurements: Vec::new(),
+    });
+    out
 }
 
 fn skipped(e: &Expectation, why: &str) -> Verdict {

@@ -13,6 +13,7 @@ pub mod error;
 pub mod ifenslave;
 pub mod ifupdown;
 pub mod kernel;
+pub mod kmsg;
 pub mod lint;
 pub mod model;
 pub mod netlink;
@@ -25,6 +26,7 @@ pub mod report;
 pub mod run;
 pub mod spec;
 pub mod suite;
+pub mod timing;
 pub mod topology;
 
 pub use error::{Error, Result};

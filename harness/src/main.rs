@@ -24,23 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Build each case's bond in a real kernel, observe it and check it against the model.
-    Run {
-        /// interfaces(5) files, suite case folders (holding case.toml) or folders of cases.
-        #[arg(default_value = "suites")]
-        paths: Vec<PathBuf>,
-        /// Write the JSON report here.
-        #[arg(long, value_name = "FILE")]
-        report: Option<PathBuf>,
-        /// Where to get a kernel with a bonding driver.
-        #[arg(long, value_enum, default_value = "auto")]
-        kernel: Choice,
-        /// Folder of topology files named by the cases.
-        #[arg(long, value_name = "DIR", default_value = "veth-topologies")]
-        topologies: PathBuf,
-        /// How to bring each spec up: bondcheck's netlink requests, or Debian's ifup.
-        #[arg(long, value_enum, default_value = "netlink")]
-        apply: Applier,
-    },
+    Run(RunArgs),
     /// Say what the kernel will make of an interfaces file, before anything runs.
     Lint {
         /// The interfaces(5) file.
@@ -59,6 +43,28 @@ enum Command {
 enum Format {
     Text,
     Json,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// interfaces(5) files, suite case folders (holding case.toml) or folders of cases.
+    #[arg(default_value = "suites")]
+    paths: Vec<PathBuf>,
+    /// Write the JSON report here.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Where to get a kernel with a bonding driver.
+    #[arg(long, value_enum, default_value = "auto")]
+    kernel: Choice,
+    /// Folder of topology files named by the cases.
+    #[arg(long, value_name = "DIR", default_value = "veth-topologies")]
+    topologies: PathBuf,
+    /// How to bring each spec up: bondcheck's netlink requests, or Debian's ifup.
+    #[arg(long, value_enum, default_value = "netlink")]
+    apply: Applier,
+    /// Cut-and-restore trials per timing case; every sample is judged.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+    trials: u16,
 }
 
 /// Where this process runs: on the host, or as init of a UML guest (with its boot time).
@@ -112,13 +118,7 @@ fn dispatch(args: Vec<OsString>, place: Place) -> i32 {
             format,
             apply,
         } => lint(&path, format, apply),
-        Command::Run {
-            paths,
-            report,
-            kernel,
-            topologies,
-            apply,
-        } => run_command(args, place, &paths, report, kernel, &topologies, apply),
+        Command::Run(opts) => run_command(args, place, opts),
     };
     result.unwrap_or_else(|e| report_error(&e))
 }
@@ -170,29 +170,21 @@ fn doctor() -> i32 {
     }
 }
 
-fn run_command(
-    args: Vec<OsString>,
-    place: Place,
-    paths: &[PathBuf],
-    report: Option<PathBuf>,
-    choice: Choice,
-    topologies: &std::path::Path,
-    applier: Applier,
-) -> Result<i32, Error> {
-    if applier == Applier::Ifupdown {
+fn run_command(args: Vec<OsString>, place: Place, opts: RunArgs) -> Result<i32, Error> {
+    if opts.apply == Applier::Ifupdown {
         bondcheck::ifupdown::available().map_err(Error::Usage)?;
     }
     // Read every input before any kernel is touched: bad input costs no guest boot.
     let mut cases = Vec::new();
-    for path in paths {
-        cases.extend(suite::discover(path, topologies)?);
+    for path in &opts.paths {
+        cases.extend(suite::discover(path, &opts.topologies)?);
     }
     let kernel = match place {
         Place::Guest { boot_ms } => KernelInfo {
             boot_ms: Some(boot_ms),
             ..KernelInfo::current("uml")
         },
-        Place::Host => match kernel::select(choice)? {
+        Place::Host => match kernel::select(opts.kernel)? {
             Backend::Host => KernelInfo::current("host"),
             Backend::Uml(uml) => {
                 println!("bondcheck: booting {} ...", uml.describe());
@@ -206,9 +198,13 @@ fn run_command(
             kernel.release
         );
     }
-    let report_data = run::run(&cases, applier, kernel, |case| print!("{}", case.text()))?;
+    let options = run::Options {
+        applier: opts.apply,
+        trials: opts.trials.into(),
+    };
+    let report_data = run::run(&cases, options, kernel, |case| print!("{}", case.text()))?;
     println!("{}", report_data.summary_text());
-    if let Some(path) = report {
+    if let Some(path) = opts.report {
         report_data.write_json(&path)?;
         println!("report: {}", path.display());
     }

@@ -69,6 +69,86 @@ pub struct Model {
     pub warnings: Vec<Finding>,
     /// How long after the bond comes up every slave should have reached its expected state.
     pub settle: Duration,
+    /// The link monitor the bond ends up with, for timing windows.
+    pub monitor: Monitor,
+}
+
+/// The MII link monitor's effective settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Monitor {
+    pub mode: Mode,
+    pub miimon_ms: u64,
+    pub down_ticks: u64,
+    pub up_ticks: u64,
+}
+
+/// Where a committed link transition must land, counted from the carrier change.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Window {
+    /// Exclusive: the driver cannot commit earlier.
+    pub lower_ms: f64,
+    /// Inclusive, before the backend's tolerance for scheduling noise.
+    pub upper_ms: f64,
+    pub rule: Rule,
+}
+
+const TIMING_SOURCE: &str = "drivers/net/bonding/bond_main.c (bond_miimon_inspect, bond_miimon_commit); kernel/time/timer.c (calc_index)";
+
+impl Monitor {
+    /// Whether the driver skips updelay for a slave coming back: in active-backup when there is
+    /// no active slave, in the other modes when no slave is usable, never in balance-rr (its
+    /// usable-slave array is never built). bondcheck only cuts a slave while another stays up.
+    pub fn skips_updelay(&self, others_up: bool) -> bool {
+        !others_up && self.mode != Mode::BalanceRr
+    }
+
+    /// The windows for a slave losing carrier (committed down) and getting it back (committed
+    /// up), at `hz`: (D·P, (D+1)·(P+G)] and (U·P, (U+1)·(P+G)], P = ceil(miimon / jiffy) and G
+    /// the timer wheel's granularity for P. None without MII monitoring.
+    pub fn windows(&self, hz: u32, others_up: bool) -> Option<(Window, Window)> {
+        if self.miimon_ms == 0 || hz == 0 {
+            return None;
+        }
+        let jiffy = 1000.0 / f64::from(hz);
+        let period = (self.miimon_ms as f64 / jiffy).ceil();
+        // Timer wheel levels (timer.c): granularity 1 jiffy below 63, then 8, then 64.
+        let granularity = if period < 63.0 {
+            1.0
+        } else if period < 504.0 {
+            8.0
+        } else {
+            64.0
+        };
+        let up_ticks = if self.skips_updelay(others_up) {
+            0
+        } else {
+            self.up_ticks
+        };
+        let window = |ticks: u64, what: &str| {
+            let t = ticks as f64;
+            Window {
+                lower_ms: t * period * jiffy,
+                upper_ms: (t + 1.0) * (period + granularity) * jiffy,
+                rule: Rule {
+                    text: format!(
+                        "{what}: ({ticks}·P, ({ticks}+1)·(P+G)] with P = ceil({} ms / {jiffy} ms) = {period} jiffies, \
+                         G = {granularity} jiffy, HZ = {hz}",
+                        self.miimon_ms
+                    ),
+                    source: TIMING_SOURCE,
+                },
+            }
+        };
+        let up_what = if up_ticks == self.up_ticks {
+            "updelay ticks"
+        } else {
+            "updelay skipped"
+        };
+        Some((
+            window(self.down_ticks, "downdelay ticks"),
+            window(up_ticks, up_what),
+        ))
+    }
 }
 
 /// The check that compares the kernel's two views (netlink and /proc) of the same bond. It has
@@ -303,11 +383,22 @@ pub fn predict(spec: &Spec, applier: Applier) -> Model {
     } else {
         driver.ticks("updelay")
     };
+    let monitor = Monitor {
+        mode: driver.mode(),
+        miimon_ms: miimon,
+        down_ticks: if miimon == 0 {
+            0
+        } else {
+            driver.ticks("downdelay")
+        },
+        up_ticks,
+    };
     Model {
         expectations: out,
         answers,
         warnings,
         settle: settle_time(miimon, up_ticks),
+        monitor,
     }
 }
 
@@ -514,6 +605,27 @@ mod tests {
             "802.3ad-only attributes are not reported in rr"
         );
         assert_eq!(&ids[ids.len() - 2..], ["apply.answers", "views.agree"]);
+    }
+
+    #[test]
+    fn howto_windows_at_hz_100_are_200_to_330_ms() {
+        let m = model(HOWTO);
+        let (down, up) = m.monitor.windows(100, true).unwrap();
+        assert_eq!((down.lower_ms, down.upper_ms), (200.0, 330.0));
+        assert_eq!((up.lower_ms, up.upper_ms), (200.0, 330.0));
+        // HZ=1000: P = 100 jiffies on wheel level 1 (granularity 8): (200, 324].
+        let (down, _) = m.monitor.windows(1000, true).unwrap();
+        assert_eq!((down.lower_ms, down.upper_ms), (200.0, 324.0));
+        // balance-rr never skips updelay; active-backup does with no other slave up.
+        assert_eq!(m.monitor.windows(100, false).unwrap().1.lower_ms, 200.0);
+        let ab = model(&HOWTO.replace("balance-rr", "active-backup"));
+        assert_eq!(ab.monitor.windows(100, false).unwrap().1.upper_ms, 110.0);
+        assert!(
+            model("iface b inet manual\n bond-slaves a\n bond-mode 1\n")
+                .monitor
+                .windows(100, true)
+                .is_none()
+        );
     }
 
     #[test]

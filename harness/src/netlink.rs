@@ -117,6 +117,68 @@ pub async fn set_up(h: &Handle, index: u32, up: bool) -> Answer {
     h.link().set(b.build()).execute().await.map_err(refusal)
 }
 
+/// A slave's link state as the kernel announced it (RTM_NEWLINK with IFLA_BOND_SLAVE_MII_STATUS),
+/// timestamped when bondcheck received it: netlink messages carry no kernel timestamp.
+#[derive(Debug, Clone)]
+pub struct SlaveEvent {
+    pub at: std::time::Instant,
+    pub slave: String,
+    pub mii_status: String,
+}
+
+/// Subscribes to RTNLGRP_LINK in `ns` and passes on every slave's MII status announcement.
+/// The kernel announces UP and DOWN only; FAIL and BACK are committed without notification.
+pub fn watch_slaves(
+    ns: &AnonNetns,
+    rt: &tokio::runtime::Handle,
+) -> crate::Result<tokio::sync::mpsc::UnboundedReceiver<SlaveEvent>> {
+    use futures::StreamExt;
+    let (mut conn, _, mut messages) = ns
+        .run(|| {
+            let _guard = rt.enter();
+            rtnetlink::new_multicast_connection(&[rtnetlink::MulticastGroup::Link])
+        })?
+        .map_err(|e| crate::Error::run(format!("cannot subscribe to link events: {e}")))?;
+    // A bigger buffer than the default: events must not be dropped while bondcheck is busy.
+    conn.socket_mut()
+        .socket_mut()
+        .set_rx_buf_sz(4 << 20)
+        .map_err(|e| crate::Error::run(format!("cannot size the event socket: {e}")))?;
+    rt.spawn(conn);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    rt.spawn(async move {
+        while let Some((message, _)) = messages.next().await {
+            let at = std::time::Instant::now();
+            let netlink_packet_core::NetlinkPayload::InnerMessage(
+                netlink_packet_route::RouteNetlinkMessage::NewLink(link),
+            ) = message.payload
+            else {
+                continue;
+            };
+            let mii = link_infos(&link).find_map(|i| match i {
+                LinkInfo::PortData(InfoPortData::BondPort(attrs)) => {
+                    attrs.iter().find_map(|a| match a {
+                        InfoBondPort::MiiStatus(m) => Some(mii_word(*m)),
+                        _ => None,
+                    })
+                }
+                _ => None,
+            });
+            if let (Some(name), Some(mii_status)) = (link_name(&link), mii) {
+                let event = SlaveEvent {
+                    at,
+                    slave: name.to_string(),
+                    mii_status,
+                };
+                if tx.send(event).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    Ok(rx)
+}
+
 /// `ip link add NAME type bond`, with no options: ifenslave's `add_master`.
 pub async fn add_bond(h: &Handle, name: &str) -> Answer {
     h.link()

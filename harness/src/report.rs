@@ -67,6 +67,8 @@ pub struct Phases {
     pub apply_ms: f64,
     pub observe_ms: f64,
     pub checks_ms: f64,
+    /// Cutting and restoring carriers for the timing trials.
+    pub timing_ms: f64,
     pub teardown_ms: f64,
 }
 
@@ -114,6 +116,8 @@ pub struct CaseReport {
     pub warnings: Vec<Warning>,
     pub apply: Vec<Applied>,
     pub observed: Option<Observation>,
+    /// Timing trials' samples, for cases that measure timing.
+    pub timing: Option<crate::timing::Measured>,
     pub checks: Vec<Verdict>,
 }
 
@@ -232,13 +236,14 @@ impl CaseReport {
         };
         let mut out = format!(
             "{kind} {} ({applier}): {word} ({}/{} checks passed{skipped}) [setup {:.0} ms, apply {:.0} ms, \
-             observe {:.0} ms, checks {:.1} ms, teardown {:.0} ms]\n",
+             observe {:.0} ms, timing {:.0} ms, checks {:.1} ms, teardown {:.0} ms]\n",
             self.name,
             count(Status::Pass),
             self.checks.len(),
             p.setup_ms,
             p.apply_ms,
             p.observe_ms,
+            p.timing_ms,
             p.checks_ms,
             p.teardown_ms
         );

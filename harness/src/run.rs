@@ -15,12 +15,21 @@ use crate::observe;
 use crate::perturb;
 use crate::report::{CaseReport, ControlVerdict, Phases, Report, SpecRef, Warning};
 use crate::suite::{Case, Moment};
+use crate::timing;
 use crate::topology;
+
+/// How cases are run.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub applier: Applier,
+    /// Cut-and-restore trials of each timing case.
+    pub trials: usize,
+}
 
 /// Runs every case in order; `progress` sees each case report as soon as it is done.
 pub fn run(
     cases: &[Case],
-    applier: Applier,
+    options: Options,
     mut kernel: KernelInfo,
     mut progress: impl FnMut(&CaseReport),
 ) -> Result<Report> {
@@ -31,7 +40,7 @@ pub fn run(
         .map_err(|e| Error::run(format!("cannot start the async runtime: {e}")))?;
     let mut reports = Vec::new();
     for case in cases {
-        let report = rt.block_on(run_case(case, applier, &mut kernel));
+        let report = rt.block_on(run_case(case, options, &mut kernel));
         progress(&report);
         reports.push(report);
     }
@@ -48,13 +57,15 @@ struct Progress {
     phases: Phases,
     apply: Vec<apply::Applied>,
     observed: Option<Observation>,
+    timing: Option<timing::Measured>,
 }
 
-async fn run_case(case: &Case, applier: Applier, kernel: &mut KernelInfo) -> CaseReport {
+async fn run_case(case: &Case, options: Options, kernel: &mut KernelInfo) -> CaseReport {
+    let applier = options.applier;
     let start = Instant::now();
     let model = model::predict(&case.spec, applier);
     let mut progress = Progress::default();
-    let outcome = carry_out(case, applier, &model, kernel, &mut progress).await;
+    let outcome = carry_out(case, options, &model, kernel, &mut progress).await;
     let (checks, error) = match outcome {
         Ok(checks) => (checks, None),
         Err(e) => (Vec::new(), Some(e.to_string())),
@@ -108,13 +119,14 @@ async fn run_case(case: &Case, applier: Applier, kernel: &mut KernelInfo) -> Cas
         warnings: model.warnings.iter().map(Warning::from).collect(),
         apply: progress.apply,
         observed: progress.observed,
+        timing: progress.timing,
         checks,
     }
 }
 
 async fn carry_out(
     case: &Case,
-    applier: Applier,
+    options: Options,
     model: &Model,
     kernel: &mut KernelInfo,
     progress: &mut Progress,
@@ -137,7 +149,7 @@ async fn carry_out(
         perturb::perturb(change, &case.spec, &built, None).await?;
     }
     let t = Instant::now();
-    let applied = match applier {
+    let applied = match options.applier {
         Applier::Netlink => apply::apply(&case.spec, &built).await,
         Applier::Ifupdown => ifupdown::apply(&case.spec, &built).await,
     };
@@ -195,12 +207,47 @@ async fn carry_out(
         settle_deadline: deadline,
     };
 
+    // Timing last: cutting carriers changes the state the checks above judged.
+    let mut verdicts = Vec::new();
+    if let Some(slave) = case.timing_slave() {
+        let others_up = case.spec.bond.slaves.len() > 1;
+        let windows = kernel
+            .hz
+            .and_then(|hz| model.monitor.windows(hz, others_up));
+        let upper = windows
+            .as_ref()
+            .map_or(5000.0, |(d, u)| d.upper_ms.max(u.upper_ms));
+        // A commit later than this is far outside any window: stop waiting for it.
+        let deadline =
+            Duration::from_millis((upper + kernel.timing_tolerance_ms) as u64 + kernel.slack_ms);
+        let mut events = netlink::watch_slaves(&built.bond_ns, &tokio::runtime::Handle::current())?;
+        let t = Instant::now();
+        let measured = timing::measure(
+            &built,
+            &bond.name,
+            slave,
+            options.trials,
+            deadline,
+            &mut events,
+        )
+        .await?;
+        progress.phases.timing_ms = ms(t.elapsed());
+        verdicts.extend(checks::timing(
+            &measured,
+            windows.as_ref(),
+            kernel.timing_tolerance_ms,
+        ));
+        progress.timing = Some(measured);
+    }
+
     let t = Instant::now();
     drop(built);
     progress.phases.teardown_ms = ms(t.elapsed());
 
     let t = Instant::now();
-    let verdicts = checks::evaluate(model, &observation);
+    let mut all = checks::evaluate(model, &observation);
+    all.extend(verdicts);
+    let verdicts = all;
     progress.phases.checks_ms = ms(t.elapsed());
     progress.observed = Some(observation);
     Ok(verdicts)

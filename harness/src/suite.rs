@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::ifenslave::Applier;
 use crate::options::{self, Kind};
 use crate::spec::{self, Mode, Spec};
 use crate::topology::Topology;
@@ -26,7 +27,16 @@ struct CaseFile {
     spec: PathBuf,
     /// Name of a file in veth-topologies/ (without `.toml`).
     topology: String,
+    timing: Option<Timing>,
     negative_control: Option<NegativeControlFile>,
+}
+
+/// A case that measures link monitor timing: which slave's carrier to cut (the first slave by
+/// default). The number of trials comes from `bondcheck run --trials`.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Timing {
+    pub slave: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -147,7 +157,27 @@ pub struct Case {
     pub description: String,
     pub spec: Spec,
     pub topology: Topology,
+    pub timing: Option<Timing>,
     pub negative_control: Option<NegativeControl>,
+}
+
+impl Case {
+    /// Every check this case gives, in report order, known before anything runs.
+    pub fn check_ids(&self, applier: Applier) -> Vec<String> {
+        let mut ids = crate::model::predict(&self.spec, applier).check_ids();
+        if self.timing.is_some() {
+            ids.extend(crate::checks::TIMING.iter().map(|c| c.to_string()));
+        }
+        ids
+    }
+
+    /// The slave whose carrier the timing trials cut.
+    pub fn timing_slave(&self) -> Option<&str> {
+        let t = self.timing.as_ref()?;
+        t.slave
+            .as_deref()
+            .or_else(|| self.spec.bond.slaves.first().map(|s| s.value.as_str()))
+    }
 }
 
 /// Finds the cases under `path`: a case folder, a folder of case folders (searched
@@ -173,6 +203,7 @@ pub fn discover(path: &Path, topologies: &Path) -> Result<Vec<Case>> {
             description: "interfaces file given on the command line".into(),
             spec: spec::load(path)?,
             topology: Topology::load(&topologies.join(format!("{DEFAULT_TOPOLOGY}.toml")))?,
+            timing: None,
             negative_control: None,
         });
     }
@@ -239,10 +270,23 @@ fn load_case(dir: &Path, name: &str, topologies: &Path) -> Result<Case> {
         ));
     }
     let topology = Topology::load(&topo_path)?;
+    if let Some(Timing { slave: Some(name) }) = &parsed.timing {
+        if !spec.bond.slaves.iter().any(|s| &s.value == name) {
+            return Err(Error::input(
+                &file,
+                line_of("slave"),
+                1,
+                format!("timing slave `{name}` is not a slave of the spec"),
+            ));
+        }
+    }
     let negative_control = match &parsed.negative_control {
         None => None,
         Some(nc) => {
-            let ids = crate::model::predict(&spec, crate::ifenslave::Applier::Netlink).check_ids();
+            let mut ids = crate::model::predict(&spec, Applier::Netlink).check_ids();
+            if parsed.timing.is_some() {
+                ids.extend(crate::checks::TIMING.iter().map(|c| c.to_string()));
+            }
             let at = line_of("must-fail");
             for id in &nc.must_fail {
                 if !ids.contains(id) {
@@ -286,6 +330,7 @@ fn load_case(dir: &Path, name: &str, topologies: &Path) -> Result<Case> {
         description: parsed.description,
         spec,
         topology,
+        timing: parsed.timing,
         negative_control,
     })
 }

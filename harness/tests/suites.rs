@@ -57,13 +57,12 @@ fn main() {
     }
     let mut trials = Vec::new();
     for case in cases {
-        let model = bondcheck::model::predict(&case.spec, Applier::Netlink);
         let appliers: &[Applier] = match case.negative_control {
             Some(_) => &[Applier::Netlink],
             None => &[Applier::Netlink, Applier::Ifupdown],
         };
         for &applier in appliers {
-            for check in model.check_ids() {
+            for check in case.check_ids(applier) {
                 let (name, unavailable) = match applier {
                     Applier::Netlink => (format!("{}::{check}", case.name), no_kernel.is_some()),
                     Applier::Ifupdown => (

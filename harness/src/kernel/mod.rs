@@ -29,6 +29,11 @@ pub struct KernelInfo {
     pub boot_ms: Option<f64>,
     /// Scheduling slack added to the model's waits on this backend.
     pub slack_ms: u64,
+    /// CONFIG_HZ, from the kernel's configuration, where it can be found.
+    pub hz: Option<u32>,
+    /// How far past the model's upper bound a timing sample may land on this backend before it
+    /// fails: scheduling noise of the guest or host, not the driver's rules.
+    pub timing_tolerance_ms: f64,
 }
 
 impl KernelInfo {
@@ -38,15 +43,55 @@ impl KernelInfo {
             .map(|u| u.release().to_string_lossy().into_owned())
             .unwrap_or_else(|_| "unknown".into());
         // UML runs on one virtual CPU of a shared host: its timers and workqueues lag more.
-        let slack_ms = if backend == "uml" { 1000 } else { 250 };
+        let (slack_ms, timing_tolerance_ms) = if backend == "uml" {
+            (1000, 30.0)
+        } else {
+            (250, 10.0)
+        };
+        let hz = config_hz(&release, backend);
         KernelInfo {
             backend,
             release,
             bonding_driver: None,
             boot_ms: None,
             slack_ms,
+            hz,
+            timing_tolerance_ms,
         }
     }
+}
+
+/// CONFIG_HZ from the first kernel configuration found for `release`: the running kernel's
+/// /proc/config.gz, /boot/config-RELEASE, or the UML package's config.gz for its kernel.
+fn config_hz(release: &str, backend: &str) -> Option<u32> {
+    use std::io::Read;
+    let mut sources = vec![
+        ("/proc/config.gz".to_string(), true),
+        (format!("/boot/config-{release}"), false),
+    ];
+    if backend == "uml" {
+        sources.push(("/usr/share/doc/user-mode-linux/config.gz".to_string(), true));
+    }
+    sources.into_iter().find_map(|(path, gzip)| {
+        let file = std::fs::File::open(&path).ok()?;
+        let mut text = String::new();
+        if gzip {
+            flate2::read::GzDecoder::new(file)
+                .read_to_string(&mut text)
+                .ok()?;
+        } else {
+            std::io::BufReader::new(file)
+                .read_to_string(&mut text)
+                .ok()?;
+        }
+        hz_of(&text)
+    })
+}
+
+fn hz_of(config: &str) -> Option<u32> {
+    config
+        .lines()
+        .find_map(|l| l.strip_prefix("CONFIG_HZ=")?.trim().parse().ok())
 }
 
 /// Whether a backend can give a bonding kernel here, and why (not).
@@ -103,4 +148,15 @@ pub fn probes() -> Vec<Probe> {
         },
     };
     vec![host::probe(), uml]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hz_comes_from_config_hz_not_its_neighbours() {
+        let config =
+            "CONFIG_HZ_100=y\n# CONFIG_HZ_250 is not set\nCONFIG_HZ=100\nCONFIG_HZ_PERIODIC=n\n";
+        assert_eq!(super::hz_of(config), Some(100));
+        assert_eq!(super::hz_of("CONFIG_NO_HZ=y\n"), None);
+    }
 }

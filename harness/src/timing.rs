@@ -1,0 +1,120 @@
+//! Link monitor timing, measured: a slave's carrier is cut and restored (its veth peer set down
+//! and up), trial after trial, and the time the driver takes to commit each transition is
+//! taken from two clocks: the netlink notification bondcheck receives (RTM_NEWLINK with the
+//! slave's MII status) and the kernel log's own timestamp of "link status definitely down/up".
+//! Every wait is on an event with a deadline; nothing sleeps.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::error::{Error, Result};
+use crate::kmsg::{self, Kmsg};
+use crate::netlink::{self, SlaveEvent};
+use crate::topology::Built;
+
+/// One transition of one trial, from the moment bondcheck asked for the carrier change.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Sample {
+    pub trial: usize,
+    /// Until the netlink notification reached bondcheck; None if none came before the deadline.
+    pub netlink_ms: Option<f64>,
+    /// Until the kernel logged the commit (the kernel log's clock), where it did.
+    pub kmsg_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Measured {
+    pub slave: String,
+    pub down: Vec<Sample>,
+    pub up: Vec<Sample>,
+    /// The slave's link failure count before the first cut and after the last.
+    pub link_failures_before: u32,
+    pub link_failures_after: u32,
+}
+
+fn monotonic() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map_or(Duration::ZERO, Duration::from)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Cuts and restores `slave`'s carrier `trials` times; each wait ends at its event or after
+/// `deadline`. `events` must be subscribed before the call.
+pub async fn measure(
+    built: &Built,
+    bond: &str,
+    slave: &str,
+    trials: usize,
+    deadline: Duration,
+    events: &mut UnboundedReceiver<SlaveEvent>,
+) -> Result<Measured> {
+    let peer = built
+        .peer(slave)
+        .ok_or_else(|| Error::run(format!("timing: no peer for slave {slave}")))?;
+    // The kernel log is a second clock where it can be read; without it, only netlink times.
+    let mut log = Kmsg::open().ok();
+    let link_failures_before = link_failures(built, bond, slave).await?;
+    let (mut down, mut up) = (Vec::new(), Vec::new());
+    for trial in 1..=trials {
+        for (carrier, want, series) in [(false, "down", &mut down), (true, "up", &mut up)] {
+            while events.try_recv().is_ok() {}
+            if let Some(log) = log.as_mut() {
+                log.drain();
+            }
+            let (sent, sent_mono) = (Instant::now(), monotonic());
+            netlink::set_up(&peer.handle, peer.index, carrier)
+                .await
+                .map_err(|r| Error::run(format!("timing: setting {}'s peer {want}: {r}", slave)))?;
+            let committed = wait_for(events, slave, want, sent + deadline).await;
+            let kmsg_ms = log.as_mut().and_then(|log| {
+                let at = kmsg::find(&log.drain(), slave, &format!("definitely {want}"))?;
+                Some(ms(at.checked_sub(sent_mono)?))
+            });
+            series.push(Sample {
+                trial,
+                netlink_ms: committed.map(|at| ms(at - sent)),
+                kmsg_ms,
+            });
+        }
+    }
+    Ok(Measured {
+        slave: slave.to_string(),
+        down,
+        up,
+        link_failures_before,
+        link_failures_after: link_failures(built, bond, slave).await?,
+    })
+}
+
+async fn link_failures(built: &Built, bond: &str, slave: &str) -> Result<u32> {
+    let links = netlink::links(&built.bond)
+        .await
+        .map_err(|r| Error::run(format!("timing: link dump: {r}")))?;
+    let view = netlink::bond_view(&links, bond)
+        .ok_or_else(|| Error::run(format!("timing: {bond} is gone")))?;
+    Ok(view
+        .slave(slave)
+        .and_then(|s| s.link_failure_count)
+        .unwrap_or(0))
+}
+
+/// The receipt time of `slave`'s next announcement of `mii_status`, if it comes by `deadline`.
+async fn wait_for(
+    events: &mut UnboundedReceiver<SlaveEvent>,
+    slave: &str,
+    mii_status: &str,
+    deadline: Instant,
+) -> Option<Instant> {
+    loop {
+        let event = tokio::time::timeout_at(deadline.into(), events.recv())
+            .await
+            .ok()??;
+        if event.slave == slave && event.mii_status == mii_status {
+            return Some(event.at);
+        }
+    }
+}
