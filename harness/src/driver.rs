@@ -409,13 +409,7 @@ fn list<T: ToString>(items: &[T]) -> Value {
     if items.is_empty() {
         Value::None
     } else {
-        Value::Text(
-            items
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(" "),
-        )
+        Value::Text(crate::ifenslave::joined(items))
     }
 }
 

@@ -64,27 +64,22 @@ impl std::fmt::Display for Write {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Write::Number(n) => write!(f, "{n}"),
-            Write::Ipv4(list) => write!(
-                f,
-                "{}",
-                list.iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ),
-            Write::Ipv6(list) => write!(
-                f,
-                "{}",
-                list.iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ),
+            Write::Ipv4(list) => f.write_str(&joined(list)),
+            Write::Ipv6(list) => f.write_str(&joined(list)),
             Write::Mac(m) => write!(f, "{}", crate::netlink::mac_text(m)),
             Write::Slave(s) => write!(f, "{}", s.as_deref().unwrap_or("none")),
             Write::PerSlave { slave, value } => write!(f, "{slave}:{value}"),
         }
     }
+}
+
+/// Items separated by spaces, as ifenslave's option lines write lists.
+pub fn joined<T: ToString>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl std::fmt::Display for Step {

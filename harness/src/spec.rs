@@ -910,55 +910,15 @@ fn option_value<'w>(
                 )
             })
         }
-        Kind::Ipv4List => {
-            let mut out = Vec::new();
-            for w in words {
-                let a: Ipv4Addr = w
-                    .text
-                    .parse()
-                    .map_err(|_| (Some(w), format!("`{}` is not an IPv4 address", w.text)))?;
-                // bond_is_ip_target_ok: the kernel refuses these as ARP targets.
-                if a.is_unspecified() || a.is_broadcast() || out.contains(&a) {
-                    return Err((
-                        Some(w),
-                        format!("`{a}` cannot be an ARP target (zero, broadcast or repeated)"),
-                    ));
-                }
-                out.push(a);
-            }
-            if out.len() > 16 {
-                return Err((
-                    words.get(16),
-                    "at most 16 ARP targets (BOND_MAX_ARP_TARGETS)".into(),
-                ));
-            }
-            Ok(OptValue::Ipv4(out))
-        }
-        Kind::Ipv6List => {
-            let mut out = Vec::new();
-            for w in words {
-                let a: Ipv6Addr = w
-                    .text
-                    .parse()
-                    .map_err(|_| (Some(w), format!("`{}` is not an IPv6 address", w.text)))?;
-                if a.is_unspecified() || a.is_loopback() || a.is_multicast() || out.contains(&a) {
-                    return Err((
-                        Some(w),
-                        format!(
-                            "`{a}` cannot be an NS target (any, loopback, multicast or repeated)"
-                        ),
-                    ));
-                }
-                out.push(a);
-            }
-            if out.len() > 16 {
-                return Err((
-                    words.get(16),
-                    "at most 16 NS targets (BOND_MAX_NS_TARGETS)".into(),
-                ));
-            }
-            Ok(OptValue::Ipv6(out))
-        }
+        // bond_is_ip_target_ok / bond_is_ip6_target_ok: what the kernel refuses as targets.
+        Kind::Ipv4List => targets(words, "IPv4", "ARP", |a: &Ipv4Addr| {
+            !a.is_unspecified() && !a.is_broadcast()
+        })
+        .map(OptValue::Ipv4),
+        Kind::Ipv6List => targets(words, "IPv6", "NS", |a: &Ipv6Addr| {
+            !a.is_unspecified() && !a.is_loopback() && !a.is_multicast()
+        })
+        .map(OptValue::Ipv6),
         Kind::Mac => {
             let w = one()?;
             let bytes: Vec<u8> = w
@@ -1003,6 +963,34 @@ fn option_value<'w>(
             Ok(OptValue::PerSlave(out))
         }
     }
+}
+
+/// ARP or NS targets: addresses of `family` that the kernel takes as targets (`usable`), no
+/// repeats, at most 16 (BOND_MAX_ARP_TARGETS, BOND_MAX_NS_TARGETS).
+fn targets<'w, A: std::str::FromStr + PartialEq + fmt::Display>(
+    words: &'w [Word],
+    family: &str,
+    kind: &str,
+    usable: fn(&A) -> bool,
+) -> std::result::Result<Vec<A>, (Option<&'w Word>, String)> {
+    let mut out: Vec<A> = Vec::new();
+    for w in words {
+        let a: A = w
+            .text
+            .parse()
+            .map_err(|_| (Some(w), format!("`{}` is not an {family} address", w.text)))?;
+        if !usable(&a) || out.contains(&a) {
+            return Err((
+                Some(w),
+                format!("`{a}` cannot be an {kind} target (unusable or repeated)"),
+            ));
+        }
+        out.push(a);
+    }
+    if out.len() > 16 {
+        return Err((words.get(16), format!("at most 16 {kind} targets")));
+    }
+    Ok(out)
 }
 
 /// `255.255.255.0` or `24` to a prefix length; None for a non-contiguous mask.
