@@ -47,6 +47,7 @@ fn main() {
             "setup_ms": get(&phases["setup_ms"]),
             "apply_ms": get(&phases["apply_ms"]),
             "observe_ms": get(&phases["observe_ms"]),
+            "timing_ms": get(&phases["timing_ms"]),
             "checks_ms": get(&phases["checks_ms"]),
             "teardown_ms": get(&phases["teardown_ms"]),
             // Guest power-off and the host's own start and wait.
@@ -61,6 +62,7 @@ fn main() {
         "setup_ms",
         "apply_ms",
         "observe_ms",
+        "timing_ms",
         "checks_ms",
         "teardown_ms",
         "other_ms",
