@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use crate::model::{ANSWERS, Answer, Expectation, Model, Rule, VIEWS_AGREE, Value, Window};
+use crate::model::{
+    ANSWERS, Answer, Expectation, FAILOVER, Model, Rule, Selection, VIEWS_AGREE, Value, Window,
+};
 use crate::observe::{BondView, SlaveView};
 use crate::timing::{Measured, Sample};
 
@@ -343,6 +345,60 @@ pub fn timing(
         measurements: Vec::new(),
     });
     out
+}
+
+/// The active slave after every cut and every restore of the timing trials, against the
+/// model's selection (primary, prio, primary_reselect).
+pub fn failover(measured: &Measured, selection: &Selection) -> Vec<Verdict> {
+    let (after_cut, after_restore) = selection.expected(&measured.slave, measured.down.len());
+    let text = |v: &[Option<String>]| {
+        v.iter()
+            .map(|a| a.as_deref().unwrap_or("none"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    [(FAILOVER[0], after_cut, &measured.down), (FAILOVER[1], after_restore, &measured.up)]
+        .into_iter()
+        .map(|(check, expected, samples)| {
+            let observed: Vec<Option<String>> = samples.iter().map(|s| s.active.clone()).collect();
+            let wrong = expected.iter().zip(&observed).position(|(e, o)| e != o);
+            let (status, message) = match wrong {
+                None => (Status::Pass, format!("active slave as expected in all {} trials: {}", observed.len(), text(&observed))),
+                Some(i) => (
+                    Status::Fail,
+                    format!(
+                        "trial {}: expected {} active, observed {}; expected [{}], observed [{}]; primary {}, \
+                         primary_reselect {}",
+                        i + 1,
+                        expected[i].as_deref().unwrap_or("none"),
+                        observed[i].as_deref().unwrap_or("none"),
+                        text(&expected),
+                        text(&observed),
+                        selection.primary.as_deref().unwrap_or("none"),
+                        selection.reselect
+                    ),
+                ),
+            };
+            Verdict {
+                check: check.into(),
+                requested: None,
+                status,
+                expected: Some(Value::Text(text(&expected))),
+                observed: Some(Value::Text(text(&observed))),
+                observed_procfs: None,
+                unit: None,
+                rule: Some(Rule {
+                    text: "the active slave is re-chosen when it goes down, or when the primary, a slave with \
+                           a higher prio or any slave with none active comes up: the primary if up, else the \
+                           first slave up with the highest prio, kept or replaced per primary_reselect"
+                        .into(),
+                    source: "drivers/net/bonding/bond_main.c (bond_choose_primary_or_current, bond_miimon_commit)",
+                }),
+                message,
+                measurements: Vec::new(),
+            }
+        })
+        .collect()
 }
 
 fn skipped(e: &Expectation, why: &str) -> Verdict {

@@ -125,6 +125,18 @@ impl Driver {
         self.num(name)
     }
 
+    /// The primary slave, if one was set.
+    pub fn primary(&self) -> Option<&str> {
+        self.primary.as_deref()
+    }
+
+    /// primary_reselect as the kernel's word.
+    pub fn reselect(&self) -> &'static str {
+        options::by_name("primary_reselect")
+            .and_then(|o| o.word(self.num("primary_reselect")))
+            .unwrap_or("always")
+    }
+
     pub fn primary_name(&self, candidates: &[String]) -> Option<String> {
         candidates.iter().find(|c| self.slaves.contains(c)).cloned()
     }

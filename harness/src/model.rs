@@ -71,6 +71,93 @@ pub struct Model {
     pub settle: Duration,
     /// The link monitor the bond ends up with, for timing windows.
     pub monitor: Monitor,
+    /// How the active slave is chosen, in modes that have one.
+    pub selection: Option<Selection>,
+}
+
+/// Active slave selection (bond_main.c `bond_choose_primary_or_current`, Linux 6.0+ with
+/// slave priorities) for active-backup, balance-tlb and balance-alb.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    /// In enslave order, with each slave's prio.
+    pub slaves: Vec<(String, i64)>,
+    pub primary: Option<String>,
+    /// always, better or failure.
+    pub reselect: &'static str,
+}
+
+/// The ids of the selection checks, for timing cases in modes with an active slave.
+pub const FAILOVER: [&str; 2] = ["failover.after_cut", "failover.after_restore"];
+
+impl Selection {
+    fn index(&self, name: &str) -> Option<usize> {
+        self.slaves.iter().position(|(n, _)| n == name)
+    }
+
+    /// The active slave the driver chooses from the slaves that are `up`, given the current one.
+    fn choose(&self, up: &[bool], curr: Option<usize>, force_primary: bool) -> Option<usize> {
+        let curr_up = curr.is_some_and(|c| up[c]);
+        let prim = self.primary.as_deref().and_then(|p| self.index(p));
+        let chosen = match prim.filter(|p| up[*p]) {
+            Some(p) if force_primary => return Some(p),
+            Some(p) => p,
+            None => {
+                // No usable primary: the first slave up with the highest prio.
+                let mut best: Option<usize> = None;
+                for (i, (_, prio)) in self.slaves.iter().enumerate() {
+                    if up[i] && best.is_none_or(|b| *prio > self.slaves[b].1) {
+                        best = Some(i);
+                    }
+                }
+                match best {
+                    Some(b) if Some(b) != curr => b,
+                    _ => return curr.filter(|_| curr_up),
+                }
+            }
+        };
+        if !curr_up {
+            return Some(chosen);
+        }
+        // Both up: primary_reselect decides. veth slaves all report 10000 Mb/s full duplex,
+        // so `better` never finds the candidate better than the current slave.
+        match self.reselect {
+            "always" => Some(chosen),
+            _ => curr,
+        }
+    }
+
+    /// The active slave after each cut of `slave` and after each restore, over `trials` trials,
+    /// starting from every slave up. A committed DOWN of the active slave, or a committed UP of
+    /// the primary, of a slave with a higher prio than the active one, or with no active slave,
+    /// makes the driver choose again (bond_miimon_commit).
+    pub fn expected(
+        &self,
+        slave: &str,
+        trials: usize,
+    ) -> (Vec<Option<String>>, Vec<Option<String>>) {
+        let Some(cut) = self.index(slave) else {
+            return (Vec::new(), Vec::new());
+        };
+        let mut up = vec![true; self.slaves.len()];
+        let mut curr = self.choose(&up, None, true);
+        let name = |i: Option<usize>| i.map(|i| self.slaves[i].0.clone());
+        let (mut after_cut, mut after_restore) = (Vec::new(), Vec::new());
+        for _ in 0..trials {
+            up[cut] = false;
+            if curr == Some(cut) {
+                curr = self.choose(&up, curr, false);
+            }
+            after_cut.push(name(curr));
+            up[cut] = true;
+            let is_primary = self.primary.as_deref() == Some(slave);
+            let higher = curr.is_some_and(|c| self.slaves[cut].1 > self.slaves[c].1);
+            if curr.is_none() || is_primary || higher {
+                curr = self.choose(&up, curr, false);
+            }
+            after_restore.push(name(curr));
+        }
+        (after_cut, after_restore)
+    }
 }
 
 /// The MII link monitor's effective settings.
@@ -393,12 +480,26 @@ pub fn predict(spec: &Spec, applier: Applier) -> Model {
         },
         up_ticks,
     };
+    let selection = matches!(
+        driver.mode(),
+        Mode::ActiveBackup | Mode::BalanceTlb | Mode::BalanceAlb
+    )
+    .then(|| Selection {
+        slaves: bond
+            .slaves
+            .iter()
+            .map(|s| (s.value.clone(), driver.slave_value("prio", &s.value)))
+            .collect(),
+        primary: driver.primary().map(str::to_string),
+        reselect: driver.reselect(),
+    });
     Model {
         expectations: out,
         answers,
         warnings,
         settle: settle_time(miimon, up_ticks),
         monitor,
+        selection,
     }
 }
 
@@ -626,6 +727,40 @@ mod tests {
                 .windows(100, true)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn primary_reselect_decides_who_is_active_after_the_primary_returns() {
+        let sel = |reselect| Selection {
+            slaves: vec![("eno1".into(), 0), ("eno2".into(), 0), ("eno3".into(), 0)],
+            primary: Some("eno1".into()),
+            reselect,
+        };
+        let some = |v: &[&str]| v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>();
+        assert_eq!(
+            sel("always").expected("eno1", 2),
+            (some(&["eno2", "eno2"]), some(&["eno1", "eno1"]))
+        );
+        assert_eq!(
+            sel("better").expected("eno1", 2),
+            (some(&["eno2", "eno2"]), some(&["eno2", "eno2"]))
+        );
+        assert_eq!(
+            sel("failure").expected("eno2", 1),
+            (some(&["eno1"]), some(&["eno1"]))
+        );
+        // Without a primary, the highest prio wins, and a returning higher-prio slave takes over.
+        let prio = Selection {
+            slaves: vec![("a".into(), 0), ("b".into(), 10)],
+            primary: None,
+            reselect: "failure",
+        };
+        assert_eq!(prio.expected("b", 1), (some(&["a"]), some(&["a"])));
+        let prio_always = Selection {
+            reselect: "always",
+            ..prio
+        };
+        assert_eq!(prio_always.expected("b", 1), (some(&["a"]), some(&["b"])));
     }
 
     #[test]

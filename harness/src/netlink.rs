@@ -500,6 +500,10 @@ fn option_value(
         InfoBond::AdActorSystem(m) => Some(("ad_actor_system", Value::Text(mac_text(m)))),
         InfoBond::TlbDynamicLb(b) => word("tlb_dynamic_lb", (*b).into()),
         InfoBond::MissedMax(v) => num("arp_missed_max", (*v).into()),
+        InfoBond::ActivePort(i) => Some((
+            "active_slave",
+            Value::Text(name_of(*i).unwrap_or(format!("ifindex {i}"))),
+        )),
         _ => None,
     }
 }

@@ -115,6 +115,15 @@ pub fn parse(text: &str) -> Result<ProcBond, String> {
                     );
                 }
             }
+            (None, "Currently Active Slave") => set(
+                &mut view,
+                "active_slave",
+                if value == "None" {
+                    Value::None
+                } else {
+                    Value::Text(value.into())
+                },
+            ),
             (None, "ARP Polling Interval (ms)") => set(
                 &mut view,
                 "arp_interval",

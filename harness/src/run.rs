@@ -237,6 +237,9 @@ async fn carry_out(
             windows.as_ref(),
             kernel.timing_tolerance_ms,
         ));
+        if let Some(selection) = &model.selection {
+            verdicts.extend(checks::failover(&measured, selection));
+        }
         progress.timing = Some(measured);
     }
 

@@ -164,11 +164,7 @@ pub struct Case {
 impl Case {
     /// Every check this case gives, in report order, known before anything runs.
     pub fn check_ids(&self, applier: Applier) -> Vec<String> {
-        let mut ids = crate::model::predict(&self.spec, applier).check_ids();
-        if self.timing.is_some() {
-            ids.extend(crate::checks::TIMING.iter().map(|c| c.to_string()));
-        }
-        ids
+        check_ids(&self.spec, self.timing.is_some(), applier)
     }
 
     /// The slave whose carrier the timing trials cut.
@@ -208,6 +204,20 @@ pub fn discover(path: &Path, topologies: &Path) -> Result<Vec<Case>> {
         });
     }
     Ok(out)
+}
+
+/// The model's checks, and for timing cases the timing checks and, where the mode has an
+/// active slave, the failover checks.
+fn check_ids(spec: &Spec, timing: bool, applier: Applier) -> Vec<String> {
+    let model = crate::model::predict(spec, applier);
+    let mut ids = model.check_ids();
+    if timing {
+        ids.extend(crate::checks::TIMING.iter().map(|c| c.to_string()));
+        if model.selection.is_some() {
+            ids.extend(crate::model::FAILOVER.iter().map(|c| c.to_string()));
+        }
+    }
+    ids
 }
 
 fn display_name(path: &Path) -> String {
@@ -283,10 +293,7 @@ fn load_case(dir: &Path, name: &str, topologies: &Path) -> Result<Case> {
     let negative_control = match &parsed.negative_control {
         None => None,
         Some(nc) => {
-            let mut ids = crate::model::predict(&spec, Applier::Netlink).check_ids();
-            if parsed.timing.is_some() {
-                ids.extend(crate::checks::TIMING.iter().map(|c| c.to_string()));
-            }
+            let ids = check_ids(&spec, parsed.timing.is_some(), Applier::Netlink);
             let at = line_of("must-fail");
             for id in &nc.must_fail {
                 if !ids.contains(id) {

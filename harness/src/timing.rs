@@ -21,6 +21,8 @@ pub struct Sample {
     pub netlink_ms: Option<f64>,
     /// Until the kernel logged the commit (the kernel log's clock), where it did.
     pub kmsg_ms: Option<f64>,
+    /// The bond's active slave right after the commit (modes that have one).
+    pub active: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -74,10 +76,15 @@ pub async fn measure(
                 let at = kmsg::find(&log.drain(), slave, &format!("definitely {want}"))?;
                 Some(ms(at.checked_sub(sent_mono)?))
             });
+            // The commit that announced the slave also chose the active slave, under RTNL: a
+            // dump, which waits for RTNL, sees the choice.
+            let view = bond_view(built, bond).await?;
+            let active = view.options.get("active_slave").map(ToString::to_string);
             series.push(Sample {
                 trial,
                 netlink_ms: committed.map(|at| ms(at - sent)),
                 kmsg_ms,
+                active,
             });
         }
     }
@@ -91,15 +98,18 @@ pub async fn measure(
 }
 
 async fn link_failures(built: &Built, bond: &str, slave: &str) -> Result<u32> {
-    let links = netlink::links(&built.bond)
-        .await
-        .map_err(|r| Error::run(format!("timing: link dump: {r}")))?;
-    let view = netlink::bond_view(&links, bond)
-        .ok_or_else(|| Error::run(format!("timing: {bond} is gone")))?;
-    Ok(view
+    Ok(bond_view(built, bond)
+        .await?
         .slave(slave)
         .and_then(|s| s.link_failure_count)
         .unwrap_or(0))
+}
+
+async fn bond_view(built: &Built, bond: &str) -> Result<crate::observe::BondView> {
+    let links = netlink::links(&built.bond)
+        .await
+        .map_err(|r| Error::run(format!("timing: link dump: {r}")))?;
+    netlink::bond_view(&links, bond).ok_or_else(|| Error::run(format!("timing: {bond} is gone")))
 }
 
 /// The receipt time of `slave`'s next announcement of `mii_status`, if it comes by `deadline`.
