@@ -532,6 +532,23 @@ mod tests {
     }
 
     #[test]
+    fn every_numeric_option_has_an_attribute_and_reads_back_under_its_name() {
+        for o in options::OPTIONS {
+            let n = match o.kind {
+                options::Kind::Number { min, .. } => min,
+                options::Kind::Delay { .. } => 0,
+                options::Kind::Word(table) => table[0].1,
+                _ => continue,
+            };
+            let attr =
+                bond_attr(o, &Write::Number(n), None).unwrap_or_else(|| panic!("{}", o.name));
+            let (param, _) =
+                option_value(&attr, &|_| None).unwrap_or_else(|| panic!("{} reads back", o.name));
+            assert_eq!(param, crate::driver::param(o), "{}", o.name);
+        }
+    }
+
+    #[test]
     fn mac_text_is_lowercase_colon_separated() {
         assert_eq!(mac_text(&[0x02, 0xab, 0, 1, 2, 3]), "02:ab:00:01:02:03");
     }
