@@ -67,8 +67,6 @@ pub struct Model {
     pub answers: Vec<Answer>,
     /// Things the admin should know before anything runs (rounding, refusals, overrides).
     pub warnings: Vec<Finding>,
-    /// How long after the bond comes up every slave should have reached its expected state.
-    pub settle: Duration,
     /// The link monitor the bond ends up with, for timing windows.
     pub monitor: Monitor,
     /// How the active slave is chosen, in modes that have one.
@@ -247,6 +245,16 @@ pub const ANSWERS: &str = "apply.answers";
 const BOND_MAIN_C: &str = "drivers/net/bonding/bond_main.c";
 
 impl Model {
+    /// How long after the bond comes up every slave with carrier should be committed up: the
+    /// updelay window's upper bound at the kernel's HZ (HZ=100, the largest common jiffy and so
+    /// the longest window, where HZ is unknown). Zero without MII monitoring.
+    pub fn settle(&self, hz: Option<u32>) -> Duration {
+        match self.monitor.windows(hz.unwrap_or(100), true) {
+            Some((_, up)) => Duration::from_secs_f64(up.upper_ms / 1e3),
+            None => Duration::ZERO,
+        }
+    }
+
     /// Every check id for this spec, in report order.
     pub fn check_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = self.expectations.iter().map(|e| e.check.clone()).collect();
@@ -497,7 +505,6 @@ pub fn predict(spec: &Spec, applier: Applier) -> Model {
         expectations: out,
         answers,
         warnings,
-        settle: settle_time(miimon, up_ticks),
         monitor,
         selection,
     }
@@ -540,17 +547,6 @@ fn note_rounding_and_overrides(
         at: last.at.clone(),
         message,
     });
-}
-
-/// Worst case for a slave with carrier to be committed UP after the bond opens: the first
-/// monitor tick comes at once, then `updelay` ticks, each up to (P + G) jiffies (link monitor
-/// timing, kernel-bonding.md §2.2). HZ is not known here, so take HZ=100 (10 ms jiffies, the
-/// largest common jiffy), which gives the longest window.
-fn settle_time(miimon_ms: u64, up_ticks: u64) -> Duration {
-    const JIFFY_MS: u64 = 10;
-    let period = miimon_ms.div_ceil(JIFFY_MS);
-    let granularity = if period < 63 { 1 } else { 8 };
-    Duration::from_millis((up_ticks + 1) * (period + granularity) * JIFFY_MS)
 }
 
 #[cfg(test)]
@@ -764,9 +760,18 @@ mod tests {
     }
 
     #[test]
-    fn settle_time_covers_updelay_ticks_at_hz_100() {
-        // miimon 100 → 10 jiffies + 1 granularity; 2 updelay ticks + the first tick.
-        assert_eq!(settle_time(100, 2), Duration::from_millis(330));
-        assert_eq!(settle_time(0, 0), Duration::from_millis(10));
+    fn settle_time_is_the_updelay_window_at_the_kernels_hz() {
+        let m = model(HOWTO);
+        assert_eq!(m.settle(Some(100)), Duration::from_millis(330));
+        assert_eq!(m.settle(Some(1000)), Duration::from_millis(324));
+        assert_eq!(
+            m.settle(None),
+            Duration::from_millis(330),
+            "HZ=100 where unknown: the longest"
+        );
+        assert_eq!(
+            model("iface b inet manual\n bond-slaves a\n").settle(Some(100)),
+            Duration::ZERO
+        );
     }
 }

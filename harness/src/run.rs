@@ -174,7 +174,7 @@ async fn carry_out(
             Some((slave.to_string(), e.expected.clone()))
         })
         .collect();
-    let deadline = model.settle + Duration::from_millis(kernel.slack_ms);
+    let deadline = model.settle(kernel.hz) + Duration::from_millis(kernel.slack_ms);
     let (netlink_view, waited) =
         observe::netlink_view_settled(&built.bond, &bond.name, deadline, |v| {
             expected_mii.iter().all(|(name, want)| {
