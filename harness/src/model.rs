@@ -294,6 +294,8 @@ pub fn predict(spec: &Spec, applier: Applier) -> Model {
     }
     let mut driver = Driver::new(applier);
     let mut answers = Vec::new();
+    // Options with a refused write: the refusal warning already says why they differ.
+    let mut refused: Vec<&str> = Vec::new();
     for step in ifenslave::plan(bond, applier) {
         // ifenslave writes no primary when no candidate is enslaved; the applier does the same.
         let primary = match &step {
@@ -319,6 +321,7 @@ pub fn predict(spec: &Spec, applier: Applier) -> Model {
                 _ => None,
             };
             if let Some(o) = name.and_then(|n| bond.option(n)) {
+                refused.push(o.opt.name);
                 warnings.push(Finding {
                     at: o.at.clone(),
                     message: format!(
@@ -348,7 +351,9 @@ pub fn predict(spec: &Spec, applier: Applier) -> Model {
                 .collect::<Vec<_>>()
                 .join(" / ")
         });
-        note_rounding_and_overrides(&written, &expected, &rule, &mut warnings);
+        if !written.iter().any(|o| refused.contains(&o.opt.name)) {
+            note_rounding_and_overrides(&written, &expected, &rule, &mut warnings);
+        }
         let unit = match options::by_name(param).map(|o| o.kind) {
             Some(options::Kind::Delay { .. }) => Some("ms"),
             _ if matches!(param, "miimon" | "arp_interval") => Some("ms"),
@@ -510,8 +515,8 @@ pub fn predict(spec: &Spec, applier: Applier) -> Model {
     }
 }
 
-/// Warns where the kernel will report something other than what was written: a delay rounded
-/// down to a multiple of miimon, or a value a later write changed.
+/// Warns where the kernel will report something other than what an accepted write asked for:
+/// a delay rounded down to a multiple of miimon, or a value a later write changed.
 fn note_rounding_and_overrides(
     written: &[&crate::spec::BondOption],
     expected: &Value,
@@ -526,18 +531,15 @@ fn note_rounding_and_overrides(
         Some(w) => Value::Text(w.into()),
         None => Value::Number(n),
     };
-    if &as_written == expected
-        || rule.text.contains("as written") && !matches!(last.opt.kind, options::Kind::Delay { .. })
-    {
+    if &as_written == expected {
         return;
     }
+    // An accepted delay that reads back differently was stored in whole monitor ticks.
     let message = match last.opt.kind {
-        options::Kind::Delay { .. } if rule.text.contains("floor(") => {
-            format!(
-                "{} {n} is not a multiple of miimon: the kernel rounds it down to {expected} ms",
-                last.opt.key
-            )
-        }
+        options::Kind::Delay { .. } => format!(
+            "{} {n} is not a multiple of miimon: the kernel rounds it down to {expected} ms",
+            last.opt.key
+        ),
         _ => format!(
             "{} {} ends up as {expected}: {}",
             last.opt.key, last.raw, rule.text
@@ -663,6 +665,24 @@ mod tests {
                 .iter()
                 .any(|a| a.step == "set updelay 300" && a.refused.as_deref() == Some("EPERM"))
         );
+    }
+
+    #[test]
+    fn overrides_are_warned_once_and_refusals_are_not_warned_twice() {
+        let arp = model(
+            "iface b inet manual\n bond-slaves a\n bond-arp-interval 200\n bond-miimon 100\n",
+        );
+        let w = warns(&arp);
+        assert!(
+            w.iter().any(|(l, m)| *l == 3
+                && m.contains("ends up as 0: setting miimon turns ARP monitoring off")),
+            "{w:?}"
+        );
+        let lacp =
+            model("iface b inet manual\n bond-slaves a\n bond-mode 802.3ad\n bond-updelay 300\n");
+        let on_updelay: Vec<_> = warns(&lacp).into_iter().filter(|(l, _)| *l == 4).collect();
+        assert_eq!(on_updelay.len(), 1, "{on_updelay:?}");
+        assert!(on_updelay[0].1.contains("refuses it (EPERM)"));
     }
 
     #[test]

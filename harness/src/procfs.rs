@@ -15,6 +15,34 @@ const MODE_NAMES: [(&str, &str); 7] = [
     ("adaptive load balancing", "balance-alb"),
 ];
 
+/// Master lines that hold a plain number, and the parameter each shows.
+const NUMBERS: [(&str, &str); 8] = [
+    ("MII Polling Interval (ms)", "miimon"),
+    ("Up Delay (ms)", "updelay"),
+    ("Down Delay (ms)", "downdelay"),
+    ("Peer Notification Delay (ms)", "peer_notif_delay"),
+    ("ARP Polling Interval (ms)", "arp_interval"),
+    ("ARP Missed Max", "arp_missed_max"),
+    ("Min links", "min_links"),
+    ("System priority", "ad_actor_sys_prio"),
+];
+
+/// Master lines that hold one word of the option's value table.
+const WORDS: [(&str, &str); 3] = [
+    ("LACP active", "lacp_active"),
+    ("LACP rate", "lacp_rate"),
+    ("Aggregator selection policy (ad_select)", "ad_select"),
+];
+
+/// An interface name, or "None" for no interface.
+fn name_or_none(value: &str) -> Value {
+    if value == "None" {
+        Value::None
+    } else {
+        Value::Text(value.into())
+    }
+}
+
 /// The parsed file: the driver's version line and the bond.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProcBond {
@@ -56,6 +84,18 @@ pub fn parse(text: &str) -> Result<ProcBond, String> {
             });
             continue;
         }
+        let in_table =
+            |table: &[(&str, &'static str)]| table.iter().find(|(k, _)| *k == key).map(|(_, p)| *p);
+        if slave.is_none() {
+            if let Some(param) = in_table(&NUMBERS) {
+                set(&mut view, param, Value::Number(number(key, value)?));
+                continue;
+            }
+            if let Some(param) = in_table(&WORDS) {
+                set(&mut view, param, Value::Text(value.into()));
+                continue;
+            }
+        }
         match (&mut slave, key) {
             (None, "Bonding Mode") => {
                 let (text, mode) = MODE_NAMES
@@ -80,33 +120,11 @@ pub fn parse(text: &str) -> Result<ProcBond, String> {
                 let word = value.split_whitespace().next().unwrap_or_default();
                 set(&mut view, "xmit_hash_policy", Value::Text(word.into()));
             }
-            (None, "MII Polling Interval (ms)") => {
-                set(&mut view, "miimon", Value::Number(number(key, value)?))
-            }
-            (None, "Up Delay (ms)") => {
-                set(&mut view, "updelay", Value::Number(number(key, value)?))
-            }
-            (None, "Down Delay (ms)") => {
-                set(&mut view, "downdelay", Value::Number(number(key, value)?))
-            }
-            (None, "Peer Notification Delay (ms)") => set(
-                &mut view,
-                "peer_notif_delay",
-                Value::Number(number(key, value)?),
-            ),
             (None, "Primary Slave") => {
                 // "enp1s0 (primary_reselect always)" when a primary is set.
                 let mut words = value.split_whitespace();
                 let name = words.next().unwrap_or("None");
-                set(
-                    &mut view,
-                    "primary",
-                    if name == "None" {
-                        Value::None
-                    } else {
-                        Value::Text(name.into())
-                    },
-                );
+                set(&mut view, "primary", name_or_none(name));
                 if let (Some("(primary_reselect"), Some(r)) = (words.next(), words.next()) {
                     set(
                         &mut view,
@@ -115,42 +133,13 @@ pub fn parse(text: &str) -> Result<ProcBond, String> {
                     );
                 }
             }
-            (None, "Currently Active Slave") => set(
-                &mut view,
-                "active_slave",
-                if value == "None" {
-                    Value::None
-                } else {
-                    Value::Text(value.into())
-                },
-            ),
-            (None, "ARP Polling Interval (ms)") => set(
-                &mut view,
-                "arp_interval",
-                Value::Number(number(key, value)?),
-            ),
-            (None, "ARP Missed Max") => set(
-                &mut view,
-                "arp_missed_max",
-                Value::Number(number(key, value)?),
-            ),
+            (None, "Currently Active Slave") => set(&mut view, "active_slave", name_or_none(value)),
             (None, "ARP IP target/s (n.n.n.n form)") => {
                 set(&mut view, "arp_ip_target", targets(value))
             }
             (None, "NS IPv6 target/s (xx::xx form)") => {
                 set(&mut view, "ns_ip6_target", targets(value))
             }
-            (None, "LACP active") => set(&mut view, "lacp_active", Value::Text(value.into())),
-            (None, "LACP rate") => set(&mut view, "lacp_rate", Value::Text(value.into())),
-            (None, "Min links") => set(&mut view, "min_links", Value::Number(number(key, value)?)),
-            (None, "Aggregator selection policy (ad_select)") => {
-                set(&mut view, "ad_select", Value::Text(value.into()))
-            }
-            (None, "System priority") => set(
-                &mut view,
-                "ad_actor_sys_prio",
-                Value::Number(number(key, value)?),
-            ),
             (Some(s), "MII Status") => s.mii_status = Some(value.to_string()),
             (Some(s), "Link Failure Count") => {
                 s.link_failure_count = Some(number(key, value)? as u32)
