@@ -4,13 +4,16 @@
 
 use std::time::Duration;
 
+use crate::distribution::{Expected, Prediction};
 use crate::model::{
-    ANSWERS, Answer, Expectation, FAILOVER, Model, Rule, Selection, VIEWS_AGREE, Value, Window,
+    ANSWERS, Answer, DISTRIBUTION, Expectation, FAILOVER, Model, Rule, Selection, VIEWS_AGREE,
+    Value, Window,
 };
 use crate::observe::{BondView, SlaveView};
 use crate::timing::{Measured, Sample};
+use crate::traffic::Sent;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Pass,
@@ -560,6 +563,233 @@ fn views_agree(netlink: &BondView, procfs: &BondView) -> Verdict {
     }
 }
 
+/// Standard deviations a random slave's frame count may stray from its mean: about one false
+/// failure in two million per slave.
+const SHARE_SIGMAS: f64 = 5.0;
+
+/// Where a frame goes or went, in words: `on eth0`, `on eth0+eth1`, `nowhere`.
+fn place(slaves: &[usize], names: &[String]) -> String {
+    match slaves {
+        [] => "nowhere".into(),
+        _ => format!(
+            "on {}",
+            slaves
+                .iter()
+                .map(|s| names[*s].as_str())
+                .collect::<Vec<_>>()
+                .join("+")
+        ),
+    }
+}
+
+/// Where every frame of the run was seen, in sequence order: the slaves (sorted) whose peer
+/// captured it, a slave once per copy.
+fn seen_on(sent: &Sent, frames: usize) -> Vec<Vec<usize>> {
+    let mut seen = vec![Vec::new(); frames];
+    for a in &sent.arrivals {
+        if let Some(s) = seen.get_mut(a.seq as usize) {
+            s.push(a.slave);
+        }
+    }
+    for s in &mut seen {
+        s.sort_unstable();
+    }
+    seen
+}
+
+/// Compares where each frame went with where the model says it goes: frame by frame where
+/// the driver is deterministic, by counts within binomial bounds where it draws at random.
+pub fn distribution(expected: &Expected, sent: &Sent, slaves: &[String]) -> Verdict {
+    let seen = seen_on(sent, sent.frames);
+    let mut measurements = Vec::new();
+    let count = |per: &[Vec<usize>], s: usize| per.iter().flatten().filter(|x| **x == s).count();
+    let verdict = |status: Status, message: String, measurements: Vec<Measurement>| Verdict {
+        check: DISTRIBUTION.into(),
+        status,
+        requested: None,
+        expected: None,
+        observed: None,
+        observed_procfs: None,
+        unit: Some("frames"),
+        rule: Some(expected.rule.clone()),
+        message,
+        measurements,
+    };
+    let lost = sent.capture_loss();
+    if lost > 0 {
+        return verdict(
+            Status::Error,
+            format!(
+                "the captures themselves dropped {lost} frames: what they saw is incomplete, so \
+                 nothing is judged"
+            ),
+            measurements,
+        );
+    }
+    let (per_frame, fitted) = match &expected.prediction {
+        Prediction::Exact(per) if per.is_empty() && sent.frames > 0 => {
+            (vec![Vec::new(); sent.frames], None)
+        }
+        Prediction::Exact(per) => (per.clone(), None),
+        Prediction::Rotation(cycle) => {
+            let phase = fit_phase(cycle, &seen);
+            let per = (0..sent.frames)
+                .map(|i| vec![cycle[(phase + i) % cycle.len()]])
+                .collect();
+            (per, Some(phase))
+        }
+        Prediction::Shares(shares) => return shares_verdict(shares, &seen, slaves, verdict),
+    };
+    for (s, name) in slaves.iter().enumerate() {
+        measurements.push(Measurement {
+            name: format!("{name}.expected"),
+            value: count(&per_frame, s) as f64,
+            unit: "frames",
+        });
+        measurements.push(Measurement {
+            name: format!("{name}.observed"),
+            value: count(&seen, s) as f64,
+            unit: "frames",
+        });
+    }
+    let counts = slaves
+        .iter()
+        .enumerate()
+        .map(|(s, n)| format!("{n} {}/{}", count(&seen, s), count(&per_frame, s)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let phase = fitted.map_or(String::new(), |p| {
+        measurements.push(Measurement {
+            name: "rotation_phase".into(),
+            value: p as f64,
+            unit: "frames",
+        });
+        format!("; the rotation's start (the per-CPU counter) fitted at position {p}")
+    });
+    let wrong: Vec<usize> = (0..sent.frames)
+        .filter(|i| seen[*i] != per_frame[*i])
+        .collect();
+    let Some(&first) = wrong.first() else {
+        return verdict(
+            Status::Pass,
+            format!(
+                "all {} frames where the model puts them (observed/expected per slave: \
+                 {counts}){phase}",
+                sent.frames
+            ),
+            measurements,
+        );
+    };
+    let excerpt = (first.saturating_sub(3)..(first + 4).min(sent.frames))
+        .map(|i| {
+            format!(
+                "  #{i}: expected {}, observed {}{}",
+                place(&per_frame[i], slaves),
+                place(&seen[i], slaves),
+                if seen[i] == per_frame[i] { "" } else { "  <-" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    verdict(
+        Status::Fail,
+        format!(
+            "{} of {} frames went elsewhere; the first is #{first}: expected {}, observed {} \
+             (observed/expected per slave: {counts}){phase}\n{excerpt}",
+            wrong.len(),
+            sent.frames,
+            place(&per_frame[first], slaves),
+            place(&seen[first], slaves),
+        ),
+        measurements,
+    )
+}
+
+/// The distribution check, not judged: `why` says what the model cannot predict.
+pub fn distribution_skipped(expected: &Expected, why: &str) -> Verdict {
+    Verdict {
+        check: DISTRIBUTION.into(),
+        status: Status::Skip,
+        requested: None,
+        expected: None,
+        observed: None,
+        observed_procfs: None,
+        unit: Some("frames"),
+        rule: Some(expected.rule.clone()),
+        message: format!("skipped: {why}"),
+        measurements: Vec::new(),
+    }
+}
+
+/// The rotation's start that explains the longest run of frames from the first one.
+fn fit_phase(cycle: &[usize], seen: &[Vec<usize>]) -> usize {
+    let prefix = |phase: usize| {
+        seen.iter()
+            .enumerate()
+            .take_while(|(i, s)| **s == [cycle[(phase + i) % cycle.len()]])
+            .count()
+    };
+    (0..cycle.len())
+        .max_by_key(|p| (prefix(*p), std::cmp::Reverse(*p)))
+        .unwrap_or(0)
+}
+
+/// Random choice: every frame on exactly one slave, each slave's count within
+/// mean ± SHARE_SIGMAS standard deviations of the binomial its share gives.
+fn shares_verdict(
+    shares: &[f64],
+    seen: &[Vec<usize>],
+    slaves: &[String],
+    verdict: impl Fn(Status, String, Vec<Measurement>) -> Verdict,
+) -> Verdict {
+    let n = seen.len() as f64;
+    let mut measurements = Vec::new();
+    let mut problems = Vec::new();
+    if let Some(i) = seen.iter().position(|s| s.len() != 1) {
+        problems.push(format!(
+            "frame #{i} was seen {} instead of on exactly one slave",
+            place(&seen[i], slaves)
+        ));
+    }
+    let mut counts = Vec::new();
+    for (s, (name, p)) in slaves.iter().zip(shares).enumerate() {
+        let got = seen.iter().flatten().filter(|x| **x == s).count() as f64;
+        let mean = n * p;
+        let spread = SHARE_SIGMAS * (n * p * (1.0 - p)).sqrt();
+        let (lo, hi) = ((mean - spread).max(0.0), mean + spread);
+        measurements.push(Measurement {
+            name: format!("{name}.observed"),
+            value: got,
+            unit: "frames",
+        });
+        measurements.push(Measurement {
+            name: format!("{name}.expected"),
+            value: mean,
+            unit: "frames",
+        });
+        counts.push(format!("{name} {got} in [{lo:.0}, {hi:.0}]"));
+        if got < lo || got > hi {
+            problems.push(format!(
+                "{name} carried {got} frames, outside [{lo:.0}, {hi:.0}] (share {p:.3} of {n})"
+            ));
+        }
+    }
+    let counts = counts.join(", ");
+    if problems.is_empty() {
+        verdict(
+            Status::Pass,
+            format!("every frame on one slave; counts within {SHARE_SIGMAS} σ: {counts}"),
+            measurements,
+        )
+    } else {
+        verdict(
+            Status::Fail,
+            format!("{}; counts: {counts}", problems.join("; ")),
+            measurements,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -645,6 +875,130 @@ mod tests {
             ),
             "{}",
             v.message
+        );
+    }
+
+    fn sent(seen: &[&[usize]]) -> Sent {
+        Sent {
+            frames: seen.len(),
+            rounds: 1,
+            cpu: Some(0),
+            send_ms: 0.0,
+            total_ms: 0.0,
+            captures: Vec::new(),
+            arrivals: seen
+                .iter()
+                .enumerate()
+                .flat_map(|(seq, slaves)| {
+                    slaves.iter().map(move |s| crate::traffic::Arrival {
+                        seq: seq as u32,
+                        slave: *s,
+                        at_us: seq as f64,
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    fn expected(prediction: Prediction) -> Expected {
+        Expected {
+            prediction,
+            rule: Rule {
+                text: "test".into(),
+                source: "test",
+            },
+        }
+    }
+
+    fn names() -> Vec<String> {
+        vec!["eth0".into(), "eth1".into(), "eth2".into()]
+    }
+
+    #[test]
+    fn a_rotation_is_judged_from_its_fitted_start() {
+        let e = expected(Prediction::Rotation(vec![0, 0, 1, 1, 2, 2]));
+        let good = sent(&[&[1], &[2], &[2], &[0], &[0], &[1], &[1]]);
+        let v = distribution(&e, &good, &names());
+        assert_eq!(v.status, Status::Pass, "{}", v.message);
+        assert!(v.message.contains("position 3"), "{}", v.message);
+        // Turns of one instead of two: the first frame that breaks the rotation is named.
+        let bad = sent(&[&[1], &[2], &[0], &[1], &[2], &[0]]);
+        let v = distribution(&e, &bad, &names());
+        assert_eq!(v.status, Status::Fail);
+        assert!(
+            v.message
+                .contains("the first is #2: expected on eth2, observed on eth0"),
+            "{}",
+            v.message
+        );
+        assert!(
+            v.message
+                .contains("#3: expected on eth0, observed on eth1  <-")
+        );
+    }
+
+    #[test]
+    fn exact_placement_reports_lost_and_extra_copies() {
+        let e = expected(Prediction::Exact(vec![vec![0, 2], vec![0, 2], vec![]]));
+        let v = distribution(&e, &sent(&[&[0, 2], &[0], &[1]]), &names());
+        assert_eq!(v.status, Status::Fail);
+        assert!(
+            v.message.starts_with("2 of 3 frames went elsewhere; the first is #1: expected on eth0+eth2, observed on eth0"),
+            "{}",
+            v.message
+        );
+        assert!(v.message.contains("#2: expected nowhere, observed on eth1"));
+    }
+
+    #[test]
+    fn a_capture_that_dropped_frames_judges_nothing() {
+        let mut s = sent(&[&[0]]);
+        s.captures.push(crate::traffic::Capture {
+            slave: "eth0".into(),
+            peer: "p0".into(),
+            frames: 1,
+            other: 0,
+            dropped: 3,
+            absent: None,
+        });
+        let v = distribution(&expected(Prediction::Exact(vec![vec![0]])), &s, &names());
+        assert_eq!(v.status, Status::Error);
+    }
+
+    #[test]
+    fn random_shares_are_judged_by_binomial_bounds() {
+        let e = expected(Prediction::Shares(vec![0.5, 0.5, 0.0]));
+        let even: Vec<&[usize]> = (0..400)
+            .map(|i| if i % 2 == 0 { &[0][..] } else { &[1][..] })
+            .collect();
+        assert_eq!(
+            distribution(&e, &sent(&even), &names()).status,
+            Status::Pass
+        );
+        let skewed: Vec<&[usize]> = (0..400)
+            .map(|i| if i % 4 == 0 { &[0][..] } else { &[1][..] })
+            .collect();
+        let v = distribution(&e, &sent(&skewed), &names());
+        assert_eq!(v.status, Status::Fail);
+        assert!(
+            v.message.contains("eth0 carried 100 frames"),
+            "{}",
+            v.message
+        );
+        let on_the_third: Vec<&[usize]> = (0..400)
+            .map(|i| {
+                if i == 7 {
+                    &[2][..]
+                } else if i % 2 == 0 {
+                    &[0][..]
+                } else {
+                    &[1][..]
+                }
+            })
+            .collect();
+        assert_eq!(
+            distribution(&e, &sent(&on_the_third), &names()).status,
+            Status::Fail
         );
     }
 }

@@ -120,11 +120,6 @@ impl Driver {
         self.num("arp_interval")
     }
 
-    /// Delay in monitor ticks, as stored.
-    pub fn ticks(&self, name: &str) -> u64 {
-        self.num(name)
-    }
-
     /// The primary slave, if one was set.
     pub fn primary(&self) -> Option<&str> {
         self.primary.as_deref()
@@ -132,9 +127,17 @@ impl Driver {
 
     /// primary_reselect as the kernel's word.
     pub fn reselect(&self) -> &'static str {
-        options::by_name("primary_reselect")
-            .and_then(|o| o.word(self.num("primary_reselect")))
-            .unwrap_or("always")
+        self.word("primary_reselect").unwrap_or("always")
+    }
+
+    /// A worded option's value as the kernel's word (`xmit_hash_policy` → `layer2`).
+    pub fn word(&self, name: &str) -> Option<&'static str> {
+        options::by_name(name).and_then(|o| o.word(self.num(name)))
+    }
+
+    /// A numeric option's value as stored (delays in monitor ticks).
+    pub fn number(&self, name: &str) -> u64 {
+        self.num(name)
     }
 
     pub fn primary_name(&self, candidates: &[String]) -> Option<String> {

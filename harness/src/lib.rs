@@ -8,12 +8,18 @@
 
 pub mod apply;
 pub mod checks;
+pub mod compare;
+pub mod distribution;
 pub mod driver;
 pub mod error;
+pub mod frames;
 pub mod ifenslave;
 pub mod ifupdown;
+pub mod junit;
 pub mod kernel;
 pub mod kmsg;
+pub mod ktap;
+pub mod lacp;
 pub mod lint;
 pub mod model;
 pub mod netlink;
@@ -28,5 +34,7 @@ pub mod spec;
 pub mod suite;
 pub mod timing;
 pub mod topology;
+pub mod traffic;
+pub mod transmit;
 
 pub use error::{Error, Result};

@@ -1,14 +1,14 @@
 //! The `bondcheck` command line: a thin layer over the library.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 use nix::sys::signal::{SigHandler, Signal, signal};
 
 use bondcheck::ifenslave::Applier;
 use bondcheck::kernel::{self, Backend, Choice, KernelInfo};
-use bondcheck::{Error, run, suite};
+use bondcheck::{Error, compare, junit, ktap, report, run, suite};
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +37,32 @@ enum Command {
     },
     /// Say which kernel backends work here, and why the others do not.
     Doctor,
+    /// Compare two reports, or join the reports of a sharded run into one.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// What changed from report A to report B: check statuses, timing medians beyond noise,
+    /// observed values. Exit 0: no differences, 1: differences, 2: bad input.
+    Diff {
+        a: PathBuf,
+        b: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Join shards' reports (same bondcheck, same kernel) into OUT: cases sorted by name,
+    /// summary recounted.
+    Merge {
+        out: PathBuf,
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        #[command(flatten)]
+        formats: Formats,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -53,6 +79,12 @@ struct RunArgs {
     /// Write the JSON report here.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    #[command(flatten)]
+    formats: Formats,
+    /// Run only shard K of N: the cases at positions K-1, K-1+N, ... of the case list sorted
+    /// by name. `report merge` joins the shards' reports.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<String>,
     /// Where to get a kernel with a bonding driver.
     #[arg(long, value_enum, default_value = "auto")]
     kernel: Choice,
@@ -65,6 +97,33 @@ struct RunArgs {
     /// Cut-and-restore trials per timing case; every sample is judged.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
     trials: u16,
+}
+
+/// The report in other formats, for CI systems and kernel test tooling.
+#[derive(clap::Args)]
+struct Formats {
+    /// Also write the results as JUnit XML here (one testsuite per case, a testcase per check).
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Also write the results as KTAP version 1 here (one test per case, checks as subtests).
+    #[arg(long, value_name = "FILE")]
+    ktap: Option<PathBuf>,
+}
+
+impl Formats {
+    fn write(&self, view: &compare::ReportView) -> Result<(), Error> {
+        for (path, render, what) in [
+            (&self.junit, junit::render as fn(&_) -> String, "junit"),
+            (&self.ktap, ktap::render, "ktap"),
+        ] {
+            if let Some(path) = path {
+                let text = render(view);
+                report::write_atomically(path, text.as_bytes())?;
+                println!("{what}: {}", path.display());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Where this process runs: on the host, or as init of a UML guest (with its boot time).
@@ -119,6 +178,17 @@ fn dispatch(args: Vec<OsString>, place: Place) -> i32 {
             apply,
         } => lint(&path, format, apply),
         Command::Run(opts) => run_command(args, place, opts),
+        Command::Report {
+            command: ReportCommand::Diff { a, b, format },
+        } => diff(&a, &b, format),
+        Command::Report {
+            command:
+                ReportCommand::Merge {
+                    out,
+                    inputs,
+                    formats,
+                },
+        } => merge(&out, &inputs, &formats),
     };
     result.unwrap_or_else(|e| report_error(&e))
 }
@@ -170,7 +240,88 @@ fn doctor() -> i32 {
     }
 }
 
+/// Exit 0 when the reports do not differ, 1 when they do; unreadable input is an error (2).
+fn diff(a: &Path, b: &Path, format: Format) -> Result<i32, Error> {
+    let d = compare::diff(&compare::load(a)?, &compare::load(b)?);
+    match format {
+        Format::Text => print!("{}", d.text()),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&d).expect("serialisable")
+        ),
+    }
+    Ok(i32::from(d.differences > 0))
+}
+
+/// Exit 0 once OUT (and any other format asked for) is written.
+fn merge(out: &Path, inputs: &[PathBuf], formats: &Formats) -> Result<i32, Error> {
+    let loaded = inputs
+        .iter()
+        .map(|p| compare::load(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let merged = compare::merge(&loaded)?;
+    report::write_pretty_json(out, &merged)?;
+    let view = merged.view()?;
+    let count = |n: usize, what: &str| match n {
+        1 => format!("1 {what}"),
+        n => format!("{n} {what}s"),
+    };
+    println!(
+        "merged {} from {}: {}",
+        count(view.cases.len(), "case"),
+        count(inputs.len(), "report"),
+        out.display()
+    );
+    formats.write(&view)?;
+    Ok(0)
+}
+
+/// `--shard K/N`: this job's part of the cases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shard {
+    /// 1-based.
+    k: usize,
+    n: usize,
+}
+
+impl Shard {
+    fn parse(text: &str) -> Result<Shard, Error> {
+        let usage = |why: String| Error::Usage(format!("--shard {text}: {why}"));
+        let (k, n) = text
+            .split_once('/')
+            .ok_or_else(|| usage("expected K/N, e.g. 2/4".into()))?;
+        let (Ok(k), Ok(n)) = (k.parse::<usize>(), n.parse::<usize>()) else {
+            return Err(usage("K and N must be whole numbers, e.g. 2/4".into()));
+        };
+        if n == 0 {
+            return Err(usage("N must be at least 1".into()));
+        }
+        if !(1..=n).contains(&k) {
+            return Err(usage(format!("K must be in 1..={n}")));
+        }
+        Ok(Shard { k, n })
+    }
+
+    /// The items at positions K-1, K-1+N, ... of the list sorted by `order`, in their original
+    /// order. Sorting first makes every job agree on the split whatever order the paths were
+    /// given in.
+    fn select<T>(self, items: Vec<T>, order: impl Fn(&T, &T) -> std::cmp::Ordering) -> Vec<T> {
+        let mut sorted: Vec<usize> = (0..items.len()).collect();
+        sorted.sort_by(|&x, &y| order(&items[x], &items[y]));
+        let mut keep = vec![false; items.len()];
+        for &i in sorted.iter().skip(self.k - 1).step_by(self.n) {
+            keep[i] = true;
+        }
+        items
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(item, keep)| keep.then_some(item))
+            .collect()
+    }
+}
+
 fn run_command(args: Vec<OsString>, place: Place, opts: RunArgs) -> Result<i32, Error> {
+    let shard = opts.shard.as_deref().map(Shard::parse).transpose()?;
     if opts.apply == Applier::Ifupdown {
         bondcheck::ifupdown::available().map_err(Error::Usage)?;
     }
@@ -178,6 +329,27 @@ fn run_command(args: Vec<OsString>, place: Place, opts: RunArgs) -> Result<i32, 
     let mut cases = Vec::new();
     for path in &opts.paths {
         cases.extend(suite::discover(path, &opts.topologies)?);
+    }
+    if let Some(shard) = shard {
+        let all = cases.len();
+        cases = shard.select(cases, |x, y| {
+            (Path::new(&x.name), &x.path).cmp(&(Path::new(&y.name), &y.path))
+        });
+        // Once: a UML guest runs this again with the same arguments and console.
+        if let Place::Host = place {
+            let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+            println!(
+                "bondcheck: shard {}/{}: {} of {all} cases: {}",
+                shard.k,
+                shard.n,
+                cases.len(),
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            );
+        }
     }
     let kernel = match place {
         Place::Guest { boot_ms } => KernelInfo {
@@ -208,5 +380,32 @@ fn run_command(args: Vec<OsString>, place: Place, opts: RunArgs) -> Result<i32, 
         report_data.write_json(&path)?;
         println!("report: {}", path.display());
     }
+    opts.formats
+        .write(&compare::ReportView::of(&report_data)?)?;
     Ok(report_data.exit_code())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_split_the_sorted_list_round_robin() {
+        let names = vec!["d", "a", "c", "b", "e"];
+        let pick = |k, n| Shard { k, n }.select(names.clone(), |x, y| x.cmp(y));
+        // Sorted: a b c d e; shard 1/2 takes positions 0, 2, 4, in the given order.
+        assert_eq!(pick(1, 2), ["a", "c", "e"]);
+        assert_eq!(pick(2, 2), ["d", "b"]);
+        assert_eq!(pick(1, 1), names);
+        assert_eq!(pick(3, 7), ["c"]);
+        assert!(pick(7, 7).is_empty());
+    }
+
+    #[test]
+    fn a_shard_is_k_of_n_with_k_in_1_to_n() {
+        assert_eq!(Shard::parse("2/4").ok(), Some(Shard { k: 2, n: 4 }));
+        for bad in ["0/4", "5/4", "1/0", "2", "a/4", "-1/4", "1/4/2", " 1/4"] {
+            assert!(Shard::parse(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -71,6 +71,23 @@ pub struct Model {
     pub monitor: Monitor,
     /// How the active slave is chosen, in modes that have one.
     pub selection: Option<Selection>,
+    /// How the bond picks the slave for each frame it sends.
+    pub transmit: Transmit,
+}
+
+/// The settings the driver's transmit path reads (bond_start_xmit and the per-mode functions
+/// it calls), as the model expects the kernel to end up with them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub mode: Mode,
+    /// In enslave order.
+    pub slaves: Vec<String>,
+    pub packets_per_slave: u64,
+    /// xmit_hash_policy, as the kernel's word.
+    pub hash_policy: &'static str,
+    pub tlb_dynamic_lb: bool,
+    /// 802.3ad: the bond has carrier only with at least this many active ports.
+    pub min_links: u64,
 }
 
 /// Active slave selection (bond_main.c `bond_choose_primary_or_current`, Linux 6.0+ with
@@ -124,6 +141,20 @@ impl Selection {
         }
     }
 
+    /// The active slave once the bond is up and the `down` slaves have been committed down
+    /// one after the other (indices in enslave order).
+    pub fn active_with_down(&self, down: &[usize]) -> Option<usize> {
+        let mut up = vec![true; self.slaves.len()];
+        let mut curr = self.choose(&up, None, true);
+        for &d in down {
+            up[d] = false;
+            if curr == Some(d) {
+                curr = self.choose(&up, curr, false);
+            }
+        }
+        curr
+    }
+
     /// The active slave after each cut of `slave` and after each restore, over `trials` trials,
     /// starting from every slave up. A committed DOWN of the active slave, or a committed UP of
     /// the primary, of a slave with a higher prio than the active one, or with no active slave,
@@ -163,6 +194,8 @@ impl Selection {
 pub struct Monitor {
     pub mode: Mode,
     pub miimon_ms: u64,
+    /// ARP monitoring instead: slave states then depend on replies from the ARP targets.
+    pub arp_interval_ms: u64,
     pub down_ticks: u64,
     pub up_ticks: u64,
 }
@@ -241,6 +274,8 @@ impl Monitor {
 pub const VIEWS_AGREE: &str = "views.agree";
 /// The check that compares the kernel's answer to every step with the model's.
 pub const ANSWERS: &str = "apply.answers";
+/// The check that compares where each frame went with where the model puts it.
+pub const DISTRIBUTION: &str = "traffic.distribution";
 
 const BOND_MAIN_C: &str = "drivers/net/bonding/bond_main.c";
 
@@ -260,6 +295,7 @@ impl Model {
         let mut ids: Vec<String> = self.expectations.iter().map(|e| e.check.clone()).collect();
         ids.push(ANSWERS.to_string());
         ids.push(VIEWS_AGREE.to_string());
+        ids.push(DISTRIBUTION.to_string());
         ids
     }
 }
@@ -481,15 +517,16 @@ pub fn predict(spec: &Spec, applier: Applier) -> Model {
     let up_ticks = if miimon == 0 {
         0
     } else {
-        driver.ticks("updelay")
+        driver.number("updelay")
     };
     let monitor = Monitor {
         mode: driver.mode(),
         miimon_ms: miimon,
+        arp_interval_ms: arp,
         down_ticks: if miimon == 0 {
             0
         } else {
-            driver.ticks("downdelay")
+            driver.number("downdelay")
         },
         up_ticks,
     };
@@ -506,12 +543,21 @@ pub fn predict(spec: &Spec, applier: Applier) -> Model {
         primary: driver.primary().map(str::to_string),
         reselect: driver.reselect(),
     });
+    let transmit = Transmit {
+        mode: driver.mode(),
+        slaves: bond.slaves.iter().map(|s| s.value.clone()).collect(),
+        packets_per_slave: driver.number("packets_per_slave"),
+        hash_policy: driver.word("xmit_hash_policy").unwrap_or("layer2"),
+        tlb_dynamic_lb: driver.number("tlb_dynamic_lb") != 0,
+        min_links: driver.number("min_links"),
+    };
     Model {
         expectations: out,
         answers,
         warnings,
         monitor,
         selection,
+        transmit,
     }
 }
 
@@ -706,7 +752,7 @@ mod tests {
     }
 
     #[test]
-    fn checks_cover_every_reported_option_slaves_address_answers_and_views() {
+    fn checks_cover_every_reported_option_slaves_address_answers_views_and_traffic() {
         let ids = model(HOWTO).check_ids();
         for id in [
             "option.mode",
@@ -721,7 +767,10 @@ mod tests {
             !ids.iter().any(|i| i == "option.ad_actor_sys_prio"),
             "802.3ad-only attributes are not reported in rr"
         );
-        assert_eq!(&ids[ids.len() - 2..], ["apply.answers", "views.agree"]);
+        assert_eq!(
+            &ids[ids.len() - 3..],
+            ["apply.answers", "views.agree", "traffic.distribution"]
+        );
     }
 
     #[test]

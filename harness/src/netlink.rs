@@ -7,15 +7,18 @@ use std::os::fd::{AsFd, AsRawFd};
 use futures::TryStreamExt;
 use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::{
-    BondAdSelect, BondAllPortActive, BondArpAllTargets, BondArpValidate, BondFailOverMac,
-    BondLacpRate, BondMode, BondPrimaryReselect, BondXmitHashPolicy, InfoBond, InfoBondPort,
-    InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
-    MiiStatus,
+    BondAdInfo, BondAdSelect, BondAllPortActive, BondArpAllTargets, BondArpValidate,
+    BondFailOverMac, BondLacpRate, BondMode, BondPrimaryReselect, BondXmitHashPolicy,
+    BridgeStpState, InfoBond, InfoBondPort, InfoBridge, InfoData, InfoKind, InfoPortData, InfoVeth,
+    LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MiiStatus,
 };
 use rtnetlink::sys::AsyncSocket;
-use rtnetlink::{Handle, LinkBond, LinkBondPort, LinkMessageBuilder, LinkUnspec, LinkVeth};
+use rtnetlink::{
+    Handle, LinkBond, LinkBondPort, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth,
+};
 
 use crate::ifenslave::Write;
+use crate::lacp::{ActiveAggregator, AdPort, AdView};
 use crate::model::Value;
 use crate::netns::AnonNetns;
 use crate::observe::{BondView, SlaveView};
@@ -186,6 +189,16 @@ pub async fn add_bond(h: &Handle, name: &str) -> Answer {
         .execute()
         .await
         .map_err(refusal)
+}
+
+/// `ip link add NAME type bridge stp_state 0 forward_delay 0`, down: a learning switch whose
+/// ports forward as soon as they are up (no listening and learning states to wait through).
+pub async fn add_bridge(h: &Handle, name: &str) -> Answer {
+    let msg = LinkMessageBuilder::<LinkBridge>::new(name)
+        .append_info_data(InfoBridge::StpState(BridgeStpState::Disabled))
+        .append_info_data(InfoBridge::ForwardDelay(0))
+        .build();
+    h.link().add(msg).execute().await.map_err(refusal)
 }
 
 /// The attribute carrying one write of `opt` (IFLA_BOND_*), slave names already turned into
@@ -438,6 +451,100 @@ pub fn bond_view(links: &[LinkMessage], bond: &str) -> Option<BondView> {
         view.slaves.push(s);
     }
     Some(view)
+}
+
+/// The 802.3ad state of a bond and its ports from one link dump: IFLA_BOND_AD_INFO (only
+/// present while the bond has an active aggregator) and every port's aggregator id and actor and
+/// partner operational port state (only present while the port has an aggregator). None if
+/// there is no such bond.
+pub fn ad_view(links: &[LinkMessage], bond: &str) -> Option<AdView> {
+    let master = links.iter().find(|m| link_name(m) == Some(bond))?;
+    let mut view = AdView {
+        mac: link_mac(master),
+        ..AdView::default()
+    };
+    for info in link_infos(master) {
+        if let LinkInfo::Data(InfoData::Bond(attrs)) = info {
+            for a in attrs {
+                if let InfoBond::AdInfo(infos) = a {
+                    let mut agg = ActiveAggregator::default();
+                    for i in infos {
+                        match i {
+                            BondAdInfo::Aggregator(id) => agg.id = *id,
+                            BondAdInfo::NumPorts(n) => agg.num_ports = *n,
+                            BondAdInfo::ActorKey(k) => agg.actor_key = *k,
+                            BondAdInfo::PartnerKey(k) => agg.partner_key = *k,
+                            BondAdInfo::PartnerMac(mac) => agg.partner_mac = mac_text(mac),
+                            _ => {}
+                        }
+                    }
+                    view.active = Some(agg);
+                }
+            }
+        }
+    }
+    for port in links
+        .iter()
+        .filter(|m| controller(m) == Some(master.header.index))
+    {
+        let mut p = AdPort {
+            name: link_name(port).unwrap_or("?").to_string(),
+            ..AdPort::default()
+        };
+        for info in link_infos(port) {
+            if let LinkInfo::PortData(InfoPortData::BondPort(attrs)) = info {
+                for a in attrs {
+                    match a {
+                        InfoBondPort::AdAggregatorId(id) => p.aggregator = Some(*id),
+                        InfoBondPort::AdActorOperPortState(s) => p.actor_state = Some(s.bits()),
+                        InfoBondPort::AdPartnerOperPortState(s) => {
+                            p.partner_state = Some(s.bits());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        view.ports.push(p);
+    }
+    Some(view)
+}
+
+/// What the traffic engine needs to know of a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub name: String,
+    pub index: u32,
+    pub mac: Option<[u8; 6]>,
+    /// Administratively up (IFF_UP).
+    pub up: bool,
+}
+
+/// Every link in `h`'s namespace, in brief.
+pub async fn link_list(h: &Handle) -> Answer<Vec<Link>> {
+    Ok(links(h)
+        .await?
+        .iter()
+        .filter_map(|m| {
+            Some(Link {
+                name: link_name(m)?.to_string(),
+                index: m.header.index,
+                mac: m.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::Address(mac) => mac.as_slice().try_into().ok(),
+                    _ => None,
+                }),
+                up: m.header.flags.contains(LinkFlags::Up),
+            })
+        })
+        .collect())
+}
+
+/// A link's hardware address (IFLA_ADDRESS) as `aa:bb:...`.
+fn link_mac(m: &LinkMessage) -> Option<String> {
+    m.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Address(mac) => Some(mac_text(mac)),
+        _ => None,
+    })
 }
 
 /// One IFLA_BOND_* attribute as (parameter, value), in the words the model uses: value-table

@@ -67,6 +67,16 @@ pub async fn perturb(change: &Change, spec: &Spec, built: &Built, bond: Option<u
             )
             .await
         }
+        Change::SetActiveSlave(name) => {
+            let bond = bond.ok_or_else(no_bond)?;
+            netlink::set_option(
+                h,
+                bond,
+                catalogued("active_slave"),
+                &Write::Slave(Some(name.clone())),
+            )
+            .await
+        }
         Change::PeerDown(slave) => {
             let peer = built.peer(slave).ok_or_else(|| {
                 Error::run(format!(
@@ -79,6 +89,19 @@ pub async fn perturb(change: &Change, spec: &Spec, built: &Built, bond: Option<u
             Ok(index) => netlink::delete(h, index).await,
             Err(r) => Err(r),
         },
+        Change::ReleasePeer(slave) => {
+            let (Some(peer), Some(master)) = (built.peer(slave), &built.peer_master) else {
+                return Err(Error::run(format!(
+                    "perturbation {change:?} needs slave {slave}'s peer under a peer-master, \
+                     which the topology lacks"
+                )));
+            };
+            // Released ports may be closed by their master; the link must stay up.
+            match netlink::release(&master.handle, peer.index).await {
+                Ok(()) => netlink::set_up(&peer.handle, peer.index, true).await,
+                Err(r) => Err(r),
+            }
+        }
         Change::FlushAddress => netlink::flush_ipv4(h, bond.ok_or_else(no_bond)?).await,
     }
     .map_err(refused)

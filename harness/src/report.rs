@@ -55,6 +55,64 @@ pub struct Summary {
     pub negative_controls_broken: usize,
 }
 
+impl Summary {
+    /// Counts one case: its status, whether the control held (None for a regular case) and its
+    /// checks' statuses. Shared by a run and by `report merge`, which recounts loaded cases.
+    pub fn count(
+        &mut self,
+        status: Status,
+        control_held: Option<bool>,
+        checks: impl IntoIterator<Item = Status>,
+    ) {
+        self.cases += 1;
+        match status {
+            Status::Pass => self.cases_passed += 1,
+            Status::Fail => self.cases_failed += 1,
+            Status::Error | Status::Skip => self.cases_error += 1,
+        }
+        match control_held {
+            Some(true) => self.negative_controls_held += 1,
+            Some(false) => self.negative_controls_broken += 1,
+            None => {
+                for check in checks {
+                    match check {
+                        Status::Pass => self.checks_passed += 1,
+                        Status::Fail | Status::Error => self.checks_failed += 1,
+                        Status::Skip => self.checks_skipped += 1,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes `value` as pretty JSON, atomically.
+pub fn write_pretty_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(value)
+        .map_err(|e| Error::file(path, &std::io::Error::from(e)))?;
+    bytes.push(b'\n');
+    write_atomically(path, &bytes)
+}
+
+/// Writes a file atomically (a sibling `.partial` file renamed over it): a reader, such as a
+/// CI job picking up a report, never sees half of it.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".partial");
+    let tmp = std::path::PathBuf::from(tmp);
+    let run = || -> std::io::Result<()> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        // One write: in a UML guest every system call costs tens of microseconds.
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    run().map_err(|e| Error::file(path, &e))
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SpecRef {
     pub path: String,
@@ -67,9 +125,24 @@ pub struct Phases {
     pub apply_ms: f64,
     pub observe_ms: f64,
     pub checks_ms: f64,
+    /// Waiting for the 802.3ad aggregate to form with an LACP partner.
+    pub lacp_ms: f64,
+    /// Sending frames through the bond and capturing them (slaves cut first included).
+    pub traffic_ms: f64,
     /// Cutting and restoring carriers for the timing trials.
     pub timing_ms: f64,
     pub teardown_ms: f64,
+}
+
+/// The traffic phase: the case's settings, the model's view of the slaves when the frames
+/// were sent, and what every capture saw.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Traffic {
+    pub settings: crate::suite::Traffic,
+    /// The slaves the model counts as usable (`bond_slave_can_tx`) while the frames go out.
+    pub usable: Vec<String>,
+    pub active: Option<String>,
+    pub sent: crate::traffic::Sent,
 }
 
 /// A negative control's outcome: it holds when exactly the `must_fail` checks failed.
@@ -118,34 +191,22 @@ pub struct CaseReport {
     pub observed: Option<Observation>,
     /// Timing trials' samples, for cases that measure timing.
     pub timing: Option<crate::timing::Measured>,
+    /// The 802.3ad state of the bond and its LACP partner, for cases on a topology with one.
+    pub lacp: Option<crate::lacp::Observed>,
+    /// The frames sent through the bond and where each capture saw them.
+    pub traffic: Option<Traffic>,
     pub checks: Vec<Verdict>,
 }
 
 impl Report {
     pub fn new(kernel: KernelInfo, cases: Vec<CaseReport>, duration_ms: f64) -> Report {
-        let mut s = Summary {
-            cases: cases.len(),
-            ..Summary::default()
-        };
+        let mut s = Summary::default();
         for c in &cases {
-            match c.status {
-                Status::Pass => s.cases_passed += 1,
-                Status::Fail => s.cases_failed += 1,
-                Status::Error | Status::Skip => s.cases_error += 1,
-            }
-            match &c.negative_control {
-                Some(nc) if nc.held => s.negative_controls_held += 1,
-                Some(_) => s.negative_controls_broken += 1,
-                None => {
-                    for v in &c.checks {
-                        match v.status {
-                            Status::Pass => s.checks_passed += 1,
-                            Status::Fail | Status::Error => s.checks_failed += 1,
-                            Status::Skip => s.checks_skipped += 1,
-                        }
-                    }
-                }
-            }
+            s.count(
+                c.status,
+                c.negative_control.as_ref().map(|nc| nc.held),
+                c.checks.iter().map(|v| v.status),
+            );
         }
         Report {
             schema: SCHEMA,
@@ -164,18 +225,7 @@ impl Report {
 
     /// Writes the JSON report atomically: a reader never sees half a report.
     pub fn write_json(&self, path: &Path) -> Result<()> {
-        let tmp = path.with_extension("json.partial");
-        let write = || -> std::io::Result<()> {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
-            }
-            let mut f = std::fs::File::create(&tmp)?;
-            serde_json::to_writer_pretty(&mut f, self)?;
-            f.write_all(b"\n")?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)
-        };
-        write().map_err(|e| Error::file(path, &e))
+        write_pretty_json(path, self)
     }
 
     /// The closing summary for a terminal.
@@ -236,13 +286,15 @@ impl CaseReport {
         };
         let mut out = format!(
             "{kind} {} ({applier}): {word} ({}/{} checks passed{skipped}) [setup {:.0} ms, apply {:.0} ms, \
-             observe {:.0} ms, timing {:.0} ms, checks {:.1} ms, teardown {:.0} ms]\n",
+             observe {:.0} ms, lacp {:.0} ms, traffic {:.0} ms, timing {:.0} ms, checks {:.1} ms, teardown {:.0} ms]\n",
             self.name,
             count(Status::Pass),
             self.checks.len(),
             p.setup_ms,
             p.apply_ms,
             p.observe_ms,
+            p.lacp_ms,
+            p.traffic_ms,
             p.timing_ms,
             p.checks_ms,
             p.teardown_ms

@@ -5,18 +5,22 @@ use std::time::{Duration, Instant};
 
 use crate::apply;
 use crate::checks::{self, Observation, Status};
+use crate::distribution;
 use crate::error::{Error, Result};
+use crate::frames;
 use crate::ifenslave::Applier;
 use crate::ifupdown;
 use crate::kernel::KernelInfo;
+use crate::lacp;
 use crate::model::{self, Model, Value};
 use crate::netlink;
 use crate::observe;
 use crate::perturb;
-use crate::report::{CaseReport, ControlVerdict, Phases, Report, SpecRef, Warning};
+use crate::report::{self, CaseReport, ControlVerdict, Phases, Report, SpecRef, Warning};
 use crate::suite::{Case, Moment};
 use crate::timing;
 use crate::topology;
+use crate::traffic;
 
 /// How cases are run.
 #[derive(Debug, Clone, Copy)]
@@ -58,6 +62,8 @@ struct Progress {
     apply: Vec<apply::Applied>,
     observed: Option<Observation>,
     timing: Option<timing::Measured>,
+    lacp: Option<lacp::Observed>,
+    traffic: Option<report::Traffic>,
 }
 
 async fn run_case(case: &Case, options: Options, kernel: &mut KernelInfo) -> CaseReport {
@@ -120,6 +126,8 @@ async fn run_case(case: &Case, options: Options, kernel: &mut KernelInfo) -> Cas
         apply: progress.apply,
         observed: progress.observed,
         timing: progress.timing,
+        lacp: progress.lacp,
+        traffic: progress.traffic,
         checks,
     }
 }
@@ -149,6 +157,7 @@ async fn carry_out(
         perturb::perturb(change, &case.spec, &built, None).await?;
     }
     let t = Instant::now();
+    let applied_at = t;
     let applied = match options.applier {
         Applier::Netlink => apply::apply(&case.spec, &built).await,
         Applier::Ifupdown => ifupdown::apply(&case.spec, &built).await,
@@ -207,8 +216,28 @@ async fn carry_out(
         settle_deadline: deadline,
     };
 
-    // Timing last: cutting carriers changes the state the checks above judged.
     let mut verdicts = Vec::new();
+    // With an LACP partner: wait for the aggregate to form, then judge it.
+    if lacp::applies(model, &case.topology) {
+        let t = Instant::now();
+        let deadline = lacp::deadline(model, &case.topology, kernel.slack_ms);
+        let observed = lacp::observe(&built, &bond.name, &slaves, deadline).await?;
+        verdicts.extend(lacp::checks(&observed, &slaves));
+        progress.lacp = Some(observed);
+        progress.phases.lacp_ms = ms(t.elapsed());
+    }
+
+    for change in perturbations(Moment::BeforeTraffic) {
+        perturb::perturb(change, &case.spec, &built, Some(applied.bond_index)).await?;
+    }
+    let t = Instant::now();
+    let (traffic, verdict) =
+        drive_traffic(case, model, kernel, &built, applied.bond_index, applied_at).await?;
+    progress.phases.traffic_ms = ms(t.elapsed());
+    verdicts.push(verdict);
+    progress.traffic = Some(traffic);
+
+    // Timing last: cutting carriers changes the state the checks above judged.
     if let Some(slave) = case.timing_slave() {
         let others_up = case.spec.bond.slaves.len() > 1;
         let windows = kernel
@@ -254,4 +283,164 @@ async fn carry_out(
     progress.phases.checks_ms = ms(t.elapsed());
     progress.observed = Some(observation);
     Ok(verdicts)
+}
+
+/// balance-tlb and balance-alb count their slaves' loads at a rebalance every 10 s after the
+/// bond opens (bond_alb.c, BOND_TLB_REBALANCE_INTERVAL); the model's prediction holds before
+/// the first one.
+const TLB_REBALANCE: Duration = Duration::from_secs(10);
+
+/// The traffic phase: cuts the case's `down` slaves and waits for the driver to commit them
+/// down, works out which slaves the model counts as usable and which is active, sends the
+/// frames through the bond and judges where each one went.
+async fn drive_traffic(
+    case: &Case,
+    model: &Model,
+    kernel: &KernelInfo,
+    built: &topology::Built,
+    bond_index: u32,
+    opened: Instant,
+) -> Result<(report::Traffic, checks::Verdict)> {
+    let settings = &case.traffic;
+    let slaves = &model.transmit.slaves;
+    let position = |name: &String| slaves.iter().position(|s| s == name);
+    let down: Vec<usize> = settings.down.iter().filter_map(position).collect();
+    if !down.is_empty() {
+        cut(model, kernel, built, &settings.down).await?;
+    }
+    let mut usable: Vec<bool> = (0..slaves.len()).map(|i| !down.contains(&i)).collect();
+    if model.transmit.mode == crate::spec::Mode::Ieee8023ad {
+        let deadline = if lacp::applies(model, &case.topology) {
+            lacp::deadline(model, &case.topology, kernel.slack_ms)
+        } else {
+            lacp::INDIVIDUAL_AGGREGATOR + Duration::from_millis(kernel.slack_ms)
+        };
+        let aggregator = lacp::aggregator_ports(built, &case.spec.bond.name, deadline).await?;
+        for (i, name) in slaves.iter().enumerate() {
+            usable[i] &= aggregator.contains(name);
+        }
+    }
+    let active = model
+        .selection
+        .as_ref()
+        .and_then(|s| s.active_with_down(&down));
+
+    let fail = |what: &str, r: netlink::Refusal| Error::run(format!("traffic: {what}: {r}"));
+    let bond_links = netlink::link_list(&built.bond)
+        .await
+        .map_err(|r| fail("link dump", r))?;
+    let src_mac = bond_links
+        .iter()
+        .find(|l| l.index == bond_index)
+        .and_then(|l| l.mac)
+        .ok_or_else(|| Error::run("traffic: the bond has no MAC address"))?;
+    let mut lanes = Vec::new();
+    for name in slaves {
+        let peer = built
+            .peer(name)
+            .ok_or_else(|| Error::run(format!("traffic: no peer for slave {name}")))?;
+        let peer_link = netlink::link_list(&peer.handle)
+            .await
+            .map_err(|r| fail("peer link dump", r))?
+            .into_iter()
+            .find(|l| l.name == peer.name);
+        lanes.push(traffic::Lane {
+            slave: name.clone(),
+            slave_index: bond_links.iter().find(|l| &l.name == name).map(|l| l.index),
+            peer: peer.name.clone(),
+            peer_ns: built.peer_ns(peer),
+            peer_index: peer_link.as_ref().map(|l| l.index),
+            peer_up: peer_link.is_some_and(|l| l.up),
+        });
+    }
+    // A run id of its own, so that a capture never counts another run's frames as this one's.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let run_id = std::process::id() ^ now.subsec_nanos() ^ (now.as_secs() as u32);
+    let flows = frames::mix(settings.seed, settings.flows, src_mac);
+    let frames = frames::frames(&flows, run_id, settings.frames);
+    let fence_deadline = Duration::from_millis(1000 + kernel.slack_ms);
+    let sent = traffic::run(
+        &built.bond_ns,
+        bond_index,
+        src_mac,
+        run_id,
+        &lanes,
+        &frames,
+        fence_deadline,
+    )?;
+
+    let expected = distribution::expect(&model.transmit, &usable, active, &frames);
+    let tlb = matches!(
+        model.transmit.mode,
+        crate::spec::Mode::BalanceTlb | crate::spec::Mode::BalanceAlb
+    );
+    let verdict = if model.monitor.arp_interval_ms > 0 {
+        checks::distribution_skipped(
+            &expected,
+            "ARP monitoring: which slaves are usable depends on replies from the ARP targets, \
+             which the topology does not provide",
+        )
+    } else if tlb && model.transmit.tlb_dynamic_lb && opened.elapsed() >= TLB_REBALANCE {
+        checks::distribution_skipped(
+            &expected,
+            "the frames went out after the first load rebalance (10 s after the bond opened), \
+             after which the model cannot say which slave each hash bucket gets",
+        )
+    } else {
+        checks::distribution(&expected, &sent, slaves)
+    };
+    let name = |i: usize| slaves[i].clone();
+    Ok((
+        report::Traffic {
+            settings: settings.clone(),
+            usable: (0..slaves.len()).filter(|i| usable[*i]).map(name).collect(),
+            active: active.map(name),
+            sent,
+        },
+        verdict,
+    ))
+}
+
+/// Takes the peers of `slaves` down and waits until the driver has committed each slave down
+/// (its netlink announcement), by the downdelay window's end plus tolerance and slack.
+async fn cut(
+    model: &Model,
+    kernel: &KernelInfo,
+    built: &topology::Built,
+    slaves: &[String],
+) -> Result<()> {
+    let mut events = netlink::watch_slaves(&built.bond_ns, &tokio::runtime::Handle::current())?;
+    let upper = kernel
+        .hz
+        .and_then(|hz| model.monitor.windows(hz, true))
+        .map_or(5000.0, |(d, _)| d.upper_ms);
+    let until = Instant::now()
+        + Duration::from_millis((upper + kernel.timing_tolerance_ms) as u64 + kernel.slack_ms);
+    for slave in slaves {
+        let peer = built
+            .peer(slave)
+            .ok_or_else(|| Error::run(format!("traffic: no peer for slave {slave}")))?;
+        netlink::set_up(&peer.handle, peer.index, false)
+            .await
+            .map_err(|r| Error::run(format!("traffic: cutting {slave}: {r}")))?;
+    }
+    let mut waiting: Vec<&String> = slaves.iter().collect();
+    while !waiting.is_empty() {
+        let Some(event) = timing::next_event(&mut events, until).await else {
+            return Err(Error::run(format!(
+                "traffic: the driver did not commit {} down in time",
+                waiting
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        if event.mii_status == "down" {
+            waiting.retain(|s| **s != event.slave);
+        }
+    }
+    Ok(())
 }

@@ -28,6 +28,8 @@ struct CaseFile {
     /// Name of a file in veth-topologies/ (without `.toml`).
     topology: String,
     timing: Option<Timing>,
+    #[serde(default)]
+    traffic: Traffic,
     negative_control: Option<NegativeControlFile>,
 }
 
@@ -38,6 +40,31 @@ struct CaseFile {
 pub struct Timing {
     pub slave: Option<String>,
 }
+
+/// The frames every case sends through its bond: how many, over how many flows, from which
+/// seed, and which slaves are cut (and committed down by the driver) before sending.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Traffic {
+    pub frames: usize,
+    pub flows: usize,
+    pub seed: u64,
+    pub down: Vec<String>,
+}
+
+impl Default for Traffic {
+    fn default() -> Traffic {
+        Traffic {
+            frames: 256,
+            flows: 64,
+            seed: 1,
+            down: Vec::new(),
+        }
+    }
+}
+
+/// More frames than this per case is a benchmark, not a check.
+const MAX_FRAMES: usize = 1 << 20;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -77,6 +104,8 @@ pub enum Moment {
     AfterApply,
     /// After the netlink view was read and before /proc is read.
     BetweenViews,
+    /// After both views were read, before frames are sent through the bond.
+    BeforeTraffic,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -90,10 +119,15 @@ pub enum Change {
     /// Release the slaves, change the mode, enslave them again.
     SetMode(Mode),
     SetPrimary(String),
+    /// Make a slave the active one (modes with an active slave).
+    SetActiveSlave(String),
     /// Take a slave's peer end down, so the slave loses carrier.
     PeerDown(String),
     /// Delete a slave's veth pair, so it cannot be enslaved.
     DeleteSlave(String),
+    /// Release a slave's peer end from the topology's peer master, leaving it up: that port of
+    /// the switch leaves the aggregate (or the bridge) while the link stays up.
+    ReleasePeer(String),
     FlushAddress,
 }
 
@@ -111,6 +145,8 @@ impl PerturbationFile {
             "set-primary" => Change::SetPrimary(text()?),
             "peer-down" => Change::PeerDown(text()?),
             "delete-slave" => Change::DeleteSlave(text()?),
+            "release-peer" => Change::ReleasePeer(text()?),
+            "set-active-slave" => Change::SetActiveSlave(text()?),
             "flush-address" => Change::FlushAddress,
             action => {
                 let opt = action
@@ -158,13 +194,14 @@ pub struct Case {
     pub spec: Spec,
     pub topology: Topology,
     pub timing: Option<Timing>,
+    pub traffic: Traffic,
     pub negative_control: Option<NegativeControl>,
 }
 
 impl Case {
     /// Every check this case gives, in report order, known before anything runs.
     pub fn check_ids(&self, applier: Applier) -> Vec<String> {
-        check_ids(&self.spec, self.timing.is_some(), applier)
+        check_ids(&self.spec, &self.topology, self.timing.is_some(), applier)
     }
 
     /// The slave whose carrier the timing trials cut.
@@ -200,17 +237,22 @@ pub fn discover(path: &Path, topologies: &Path) -> Result<Vec<Case>> {
             spec: spec::load(path)?,
             topology: Topology::load(&topologies.join(format!("{DEFAULT_TOPOLOGY}.toml")))?,
             timing: None,
+            traffic: Traffic::default(),
             negative_control: None,
         });
     }
     Ok(out)
 }
 
-/// The model's checks, and for timing cases the timing checks and, where the mode has an
-/// active slave, the failover checks.
-fn check_ids(spec: &Spec, timing: bool, applier: Applier) -> Vec<String> {
+/// The model's checks, the LACP checks of an 802.3ad bond with an LACP partner, and for timing
+/// cases the timing checks and, where the mode has an active slave, the failover checks.
+fn check_ids(spec: &Spec, topology: &Topology, timing: bool, applier: Applier) -> Vec<String> {
     let model = crate::model::predict(spec, applier);
     let mut ids = model.check_ids();
+    if crate::lacp::applies(&model, topology) {
+        let slaves: Vec<String> = spec.bond.slaves.iter().map(|s| s.value.clone()).collect();
+        ids.extend(crate::lacp::check_ids(&slaves));
+    }
     if timing {
         ids.extend(crate::checks::TIMING.iter().map(|c| c.to_string()));
         if model.selection.is_some() {
@@ -290,10 +332,44 @@ fn load_case(dir: &Path, name: &str, topologies: &Path) -> Result<Case> {
             ));
         }
     }
+    let traffic = &parsed.traffic;
+    let bad_traffic =
+        |key: &str, message: String| Err(Error::input(&file, line_of(key), 1, message));
+    if !(1..=MAX_FRAMES).contains(&traffic.frames) {
+        return bad_traffic("frames", format!("frames must be 1 to {MAX_FRAMES}"));
+    }
+    if traffic.flows == 0 {
+        return bad_traffic("flows", "flows must be at least 1".into());
+    }
+    for name in &traffic.down {
+        if !spec.bond.slaves.iter().any(|s| &s.value == name) {
+            return bad_traffic(
+                "down",
+                format!("traffic down slave `{name}` is not a slave of the spec"),
+            );
+        }
+    }
+    if !traffic.down.is_empty() && parsed.timing.is_some() {
+        return bad_traffic(
+            "down",
+            "a timing case cuts its own slave: it cannot also keep slaves down for traffic".into(),
+        );
+    }
+    if !traffic.down.is_empty()
+        && crate::model::predict(&spec, Applier::Netlink)
+            .monitor
+            .miimon_ms
+            == 0
+    {
+        return bad_traffic(
+            "down",
+            "cutting slaves needs MII monitoring (bond-miimon): without it the driver never takes a slave out".into(),
+        );
+    }
     let negative_control = match &parsed.negative_control {
         None => None,
         Some(nc) => {
-            let ids = check_ids(&spec, parsed.timing.is_some(), Applier::Netlink);
+            let ids = check_ids(&spec, &topology, parsed.timing.is_some(), Applier::Netlink);
             let at = line_of("must-fail");
             for id in &nc.must_fail {
                 if !ids.contains(id) {
@@ -338,6 +414,7 @@ fn load_case(dir: &Path, name: &str, topologies: &Path) -> Result<Case> {
         spec,
         topology,
         timing: parsed.timing,
+        traffic: parsed.traffic,
         negative_control,
     })
 }

@@ -112,6 +112,16 @@ async fn bond_view(built: &Built, bond: &str) -> Result<crate::observe::BondView
     netlink::bond_view(&links, bond).ok_or_else(|| Error::run(format!("timing: {bond} is gone")))
 }
 
+/// The next slave announcement, if one comes by `deadline`.
+pub async fn next_event(
+    events: &mut UnboundedReceiver<SlaveEvent>,
+    deadline: Instant,
+) -> Option<SlaveEvent> {
+    tokio::time::timeout_at(deadline.into(), events.recv())
+        .await
+        .ok()?
+}
+
 /// The receipt time of `slave`'s next announcement of `mii_status`, if it comes by `deadline`.
 async fn wait_for(
     events: &mut UnboundedReceiver<SlaveEvent>,
@@ -120,9 +130,7 @@ async fn wait_for(
     deadline: Instant,
 ) -> Option<Instant> {
     loop {
-        let event = tokio::time::timeout_at(deadline.into(), events.recv())
-            .await
-            .ok()??;
+        let event = next_event(events, deadline).await?;
         if event.slave == slave && event.mii_status == mii_status {
             return Some(event.at);
         }

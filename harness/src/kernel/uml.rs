@@ -68,7 +68,7 @@ pub fn find() -> Result<UmlKernel, String> {
         .pop()
         .ok_or(format!("no module tree under {UML_MODULES}"))?;
     let deps = modules_dep(&release)?;
-    for module in ["bonding", "veth"] {
+    for module in MODULES {
         module_path(&deps, module).ok_or(format!("UML modules {release} have no {module}.ko"))?;
     }
     if which("unshare").is_none() {
@@ -76,6 +76,10 @@ pub fn find() -> Result<UmlKernel, String> {
     }
     Ok(UmlKernel { kernel, release })
 }
+
+/// The modules the guest loads: the driver under test, veth pairs, and the bridge for the
+/// `bridge` topology.
+const MODULES: [&str; 3] = ["veth", "bonding", "bridge"];
 
 fn which(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
@@ -232,7 +236,7 @@ pub fn guest_init(job: &Job) -> Result<f64> {
     raw_console();
     let release = super::KernelInfo::current("uml").release;
     let deps = modules_dep(&release).map_err(|e| Error::run(format!("guest: {e}")))?;
-    for module in ["veth", "bonding"] {
+    for module in MODULES {
         load_module(&release, &deps, module)?;
     }
     std::env::set_current_dir(&job.cwd)
