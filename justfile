@@ -44,7 +44,7 @@ test-ci: setup
 doctor:
     cargo run --quiet --release -- doctor
 
-# Benchmarks: the how-to's case end to end, guest boot included; writes reports/bench-seed.json.
+# Benchmarks: the how-to's case end to end (guest boot included) and frames per second through a bond; writes reports/bench-seed.json.
 bench: setup
     cargo bench --quiet --bench seed
 
