@@ -603,17 +603,8 @@ pub fn distribution(expected: &Expected, sent: &Sent, slaves: &[String]) -> Verd
     let seen = seen_on(sent, sent.frames);
     let mut measurements = Vec::new();
     let count = |per: &[Vec<usize>], s: usize| per.iter().flatten().filter(|x| **x == s).count();
-    let verdict = |status: Status, message: String, measurements: Vec<Measurement>| Verdict {
-        check: DISTRIBUTION.into(),
-        status,
-        requested: None,
-        expected: None,
-        observed: None,
-        observed_procfs: None,
-        unit: Some("frames"),
-        rule: Some(expected.rule.clone()),
-        message,
-        measurements,
+    let verdict = |status, message, measurements| {
+        distribution_verdict(expected, status, message, measurements)
     };
     let lost = sent.capture_loss();
     if lost > 0 {
@@ -707,17 +698,31 @@ pub fn distribution(expected: &Expected, sent: &Sent, slaves: &[String]) -> Verd
 
 /// The distribution check, not judged: `why` says what the model cannot predict.
 pub fn distribution_skipped(expected: &Expected, why: &str) -> Verdict {
+    distribution_verdict(
+        expected,
+        Status::Skip,
+        format!("skipped: {why}"),
+        Vec::new(),
+    )
+}
+
+fn distribution_verdict(
+    expected: &Expected,
+    status: Status,
+    message: String,
+    measurements: Vec<Measurement>,
+) -> Verdict {
     Verdict {
         check: DISTRIBUTION.into(),
-        status: Status::Skip,
+        status,
         requested: None,
         expected: None,
         observed: None,
         observed_procfs: None,
         unit: Some("frames"),
         rule: Some(expected.rule.clone()),
-        message: format!("skipped: {why}"),
-        measurements: Vec::new(),
+        message,
+        measurements,
     }
 }
 
