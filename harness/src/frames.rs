@@ -33,8 +33,7 @@ pub const FENCE: u32 = 0x8000_0000;
 const PAYLOAD: usize = MARKER.len() + 8;
 
 /// What sits on top of Ethernet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case", tag = "kind")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Network {
     Ipv4 {
         src: Ipv4Addr,
@@ -52,8 +51,7 @@ pub enum Network {
     Other { ethertype: u16 },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case", tag = "kind")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
     Udp { src: u16, dst: u16 },
     Tcp { src: u16, dst: u16 },
@@ -61,7 +59,7 @@ pub enum Transport {
 }
 
 /// One flow: every frame of it has the same headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Flow {
     pub dst_mac: [u8; 6],
     pub src_mac: [u8; 6],
