@@ -11,7 +11,7 @@ use crate::model::{
 };
 use crate::observe::{BondView, SlaveView};
 use crate::timing::{Measured, Sample};
-use crate::traffic::Sent;
+use crate::traffic::{Arrival, Sent};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -568,7 +568,7 @@ fn views_agree(netlink: &BondView, procfs: &BondView) -> Verdict {
 const SHARE_SIGMAS: f64 = 5.0;
 
 /// Where a frame goes or went, in words: `on eth0`, `on eth0+eth1`, `nowhere`.
-fn place(slaves: &[usize], names: &[String]) -> String {
+pub(crate) fn place(slaves: &[usize], names: &[String]) -> String {
     match slaves {
         [] => "nowhere".into(),
         _ => format!(
@@ -584,9 +584,9 @@ fn place(slaves: &[usize], names: &[String]) -> String {
 
 /// Where every frame of the run was seen, in sequence order: the slaves (sorted) whose peer
 /// captured it, a slave once per copy.
-fn seen_on(sent: &Sent, frames: usize) -> Vec<Vec<usize>> {
+pub(crate) fn seen_on(arrivals: &[Arrival], frames: usize) -> Vec<Vec<usize>> {
     let mut seen = vec![Vec::new(); frames];
-    for a in &sent.arrivals {
+    for a in arrivals {
         if let Some(s) = seen.get_mut(a.seq as usize) {
             s.push(a.slave);
         }
@@ -600,7 +600,7 @@ fn seen_on(sent: &Sent, frames: usize) -> Vec<Vec<usize>> {
 /// Compares where each frame went with where the model says it goes: frame by frame where
 /// the driver is deterministic, by counts within binomial bounds where it draws at random.
 pub fn distribution(expected: &Expected, sent: &Sent, slaves: &[String]) -> Verdict {
-    let seen = seen_on(sent, sent.frames);
+    let seen = seen_on(&sent.arrivals, sent.frames);
     let mut measurements = Vec::new();
     let count = |per: &[Vec<usize>], s: usize| per.iter().flatten().filter(|x| **x == s).count();
     let verdict = |status, message, measurements| {
@@ -727,7 +727,7 @@ fn distribution_verdict(
 }
 
 /// The rotation's start that explains the longest run of frames from the first one.
-fn fit_phase(cycle: &[usize], seen: &[Vec<usize>]) -> usize {
+pub(crate) fn fit_phase(cycle: &[usize], seen: &[Vec<usize>]) -> usize {
     let prefix = |phase: usize| {
         seen.iter()
             .enumerate()

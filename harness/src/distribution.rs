@@ -143,6 +143,94 @@ pub fn expect(t: &Transmit, usable: &[bool], active: Option<usize>, frames: &[Fr
     }
 }
 
+/// The states a bond passes through while one slave's carrier is cut and restored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    Before,
+    /// The carrier is gone; the monitor has not yet committed the slave down.
+    CarrierLost,
+    /// From the DOWN commit until the UP commit (the carrier's return changes nothing).
+    Down,
+    Restored,
+}
+
+impl State {
+    pub const ALL: [State; 4] = [
+        State::Before,
+        State::CarrierLost,
+        State::Down,
+        State::Restored,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Before => "before the cut",
+            State::CarrierLost => "carrier lost, not yet down",
+            State::Down => "down",
+            State::Restored => "back up",
+        }
+    }
+}
+
+/// What the driver does with a stream's frames in each state of a cut and restore of the
+/// slave at enslave index `cut`, in the order of [`State::ALL`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failover {
+    pub cut: usize,
+    pub states: [Expected; 4],
+    pub rule: Rule,
+}
+
+/// The expectation for a stream through a cut of `cut`, given the active slave before the
+/// cut, after the DOWN commit and after the UP commit. Err says why the model cannot predict
+/// it for this bond.
+pub fn during_failover(
+    t: &Transmit,
+    cut: usize,
+    actives: [Option<usize>; 3],
+    frames: &[Frame],
+) -> Result<Failover, &'static str> {
+    let [before, after_cut, after_restore] = actives;
+    match t.mode {
+        Mode::Ieee8023ad => {
+            return Err("in 802.3ad the ports in use after a cut depend on the LACP machines, \
+                        which the stream does not follow");
+        }
+        Mode::BalanceTlb | Mode::BalanceAlb if t.tlb_dynamic_lb => {
+            return Err("with tlb_dynamic_lb each hash bucket keeps the slave it was given \
+                        across cuts and is rebalanced every 10 s: the model does not follow \
+                        the buckets' history");
+        }
+        _ => {}
+    }
+    let all = vec![true; t.slaves.len()];
+    let mut without = all.clone();
+    without[cut] = false;
+    let states = [
+        expect(t, &all, before, frames),
+        // bond_slave_can_tx reads the carrier for every frame (balance-rr, broadcast), and the
+        // carrier event rebuilds the usable array (xor, tlb without dynamic balancing); the
+        // active slave changes only with the DOWN commit.
+        expect(t, &without, before, frames),
+        expect(t, &without, after_cut, frames),
+        expect(t, &all, after_restore, frames),
+    ];
+    Ok(Failover {
+        cut,
+        states,
+        rule: rule(
+            "before the cut and once the slave is back up, as without a cut; with its carrier \
+             lost the slave can no longer transmit (bond_slave_can_tx reads the carrier for \
+             every frame, and the carrier event rebuilds the usable-slave array), but it stays \
+             the active slave until the DOWN commit fails over, so frames for it are dropped \
+             by its veth; from the DOWN commit to the UP commit it is out, and nothing is lost"
+                .into(),
+            BOND_MAIN_C,
+        ),
+    })
+}
+
 /// Whether balance-tlb (`bond_xmit_tlb_slave_get`) or balance-alb (`bond_xmit_alb_slave_get`)
 /// balances this frame rather than sending it on the active slave.
 fn balanced(frame: &[u8], alb: bool) -> bool {

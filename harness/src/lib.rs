@@ -12,6 +12,7 @@ pub mod compare;
 pub mod distribution;
 pub mod driver;
 pub mod error;
+pub mod failover;
 pub mod frames;
 pub mod ifenslave;
 pub mod ifupdown;

@@ -156,29 +156,35 @@ impl Selection {
     }
 
     /// The active slave after each cut of `slave` and after each restore, over `trials` trials,
-    /// starting from every slave up. A committed DOWN of the active slave, or a committed UP of
-    /// the primary, of a slave with a higher prio than the active one, or with no active slave,
-    /// makes the driver choose again (bond_miimon_commit).
+    /// starting from every slave up.
     pub fn expected(
         &self,
         slave: &str,
         trials: usize,
     ) -> (Vec<Option<String>>, Vec<Option<String>>) {
-        let Some(cut) = self.index(slave) else {
-            return (Vec::new(), Vec::new());
-        };
+        self.replay(&vec![slave; trials])
+    }
+
+    /// The active slave after each cut and restore of the slaves `cuts`, one after the other,
+    /// starting from every slave up. A committed DOWN of the active slave, or a committed UP of
+    /// the primary, of a slave with a higher prio than the active one, or with no active slave,
+    /// makes the driver choose again (bond_miimon_commit).
+    pub fn replay(&self, cuts: &[&str]) -> (Vec<Option<String>>, Vec<Option<String>>) {
         let mut up = vec![true; self.slaves.len()];
         let mut curr = self.choose(&up, None, true);
         let name = |i: Option<usize>| i.map(|i| self.slaves[i].0.clone());
         let (mut after_cut, mut after_restore) = (Vec::new(), Vec::new());
-        for _ in 0..trials {
+        for slave in cuts {
+            let Some(cut) = self.index(slave) else {
+                return (Vec::new(), Vec::new());
+            };
             up[cut] = false;
             if curr == Some(cut) {
                 curr = self.choose(&up, curr, false);
             }
             after_cut.push(name(curr));
             up[cut] = true;
-            let is_primary = self.primary.as_deref() == Some(slave);
+            let is_primary = self.primary.as_deref() == Some(*slave);
             let higher = curr.is_some_and(|c| self.slaves[cut].1 > self.slaves[c].1);
             if curr.is_none() || is_primary || higher {
                 curr = self.choose(&up, curr, false);
@@ -186,6 +192,16 @@ impl Selection {
             after_restore.push(name(curr));
         }
         (after_cut, after_restore)
+    }
+
+    /// The active slave once every slave is up again after `cuts`.
+    pub fn active_after(&self, cuts: &[&str]) -> Option<String> {
+        match cuts {
+            [] => self
+                .choose(&vec![true; self.slaves.len()], None, true)
+                .map(|i| self.slaves[i].0.clone()),
+            _ => self.replay(cuts).1.pop().flatten(),
+        }
     }
 }
 

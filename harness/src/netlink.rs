@@ -127,6 +127,9 @@ pub struct SlaveEvent {
     pub at: std::time::Instant,
     pub slave: String,
     pub mii_status: String,
+    /// The slave's own carrier (IFF_LOWER_UP): its changes are announced too, with the MII
+    /// status the driver still holds.
+    pub carrier: bool,
 }
 
 /// Subscribes to RTNLGRP_LINK in `ns` and passes on every slave's MII status announcement.
@@ -172,6 +175,7 @@ pub fn watch_slaves(
                     at,
                     slave: name.to_string(),
                     mii_status,
+                    carrier: link.header.flags.contains(LinkFlags::LowerUp),
                 };
                 if tx.send(event).is_err() {
                     break;

@@ -131,6 +131,8 @@ pub struct Phases {
     pub traffic_ms: f64,
     /// Cutting and restoring carriers for the timing trials.
     pub timing_ms: f64,
+    /// One more cut and restore with a stream of frames flowing (timing cases).
+    pub failover_ms: f64,
     pub teardown_ms: f64,
 }
 
@@ -195,6 +197,8 @@ pub struct CaseReport {
     pub lacp: Option<crate::lacp::Observed>,
     /// The frames sent through the bond and where each capture saw them.
     pub traffic: Option<Traffic>,
+    /// Timing cases: the stream of frames through one more cut and restore.
+    pub failover: Option<crate::failover::Observed>,
     pub checks: Vec<Verdict>,
 }
 
@@ -286,7 +290,8 @@ impl CaseReport {
         };
         let mut out = format!(
             "{kind} {} ({applier}): {word} ({}/{} checks passed{skipped}) [setup {:.0} ms, apply {:.0} ms, \
-             observe {:.0} ms, lacp {:.0} ms, traffic {:.0} ms, timing {:.0} ms, checks {:.1} ms, teardown {:.0} ms]\n",
+             observe {:.0} ms, lacp {:.0} ms, traffic {:.0} ms, timing {:.0} ms, failover {:.0} ms, checks {:.1} ms, \
+             teardown {:.0} ms]\n",
             self.name,
             count(Status::Pass),
             self.checks.len(),
@@ -296,6 +301,7 @@ impl CaseReport {
             p.lacp_ms,
             p.traffic_ms,
             p.timing_ms,
+            p.failover_ms,
             p.checks_ms,
             p.teardown_ms
         );

@@ -7,6 +7,7 @@ use crate::apply;
 use crate::checks::{self, Observation, Status};
 use crate::distribution;
 use crate::error::{Error, Result};
+use crate::failover;
 use crate::frames;
 use crate::ifenslave::Applier;
 use crate::ifupdown;
@@ -64,6 +65,7 @@ struct Progress {
     timing: Option<timing::Measured>,
     lacp: Option<lacp::Observed>,
     traffic: Option<report::Traffic>,
+    failover: Option<failover::Observed>,
 }
 
 async fn run_case(case: &Case, options: Options, kernel: &mut KernelInfo) -> CaseReport {
@@ -128,6 +130,7 @@ async fn run_case(case: &Case, options: Options, kernel: &mut KernelInfo) -> Cas
         timing: progress.timing,
         lacp: progress.lacp,
         traffic: progress.traffic,
+        failover: progress.failover,
         checks,
     }
 }
@@ -270,6 +273,22 @@ async fn carry_out(
             verdicts.extend(checks::failover(&measured, selection));
         }
         progress.timing = Some(measured);
+
+        let t = Instant::now();
+        let (observed, verdict) = drive_failover(
+            model,
+            &built,
+            &bond.name,
+            applied.bond_index,
+            slave,
+            options.trials,
+            (deadline, fence_deadline(kernel)),
+            &mut events,
+        )
+        .await?;
+        progress.phases.failover_ms = ms(t.elapsed());
+        verdicts.push(verdict);
+        progress.failover = Some(observed);
     }
 
     let t = Instant::now();
@@ -325,51 +344,12 @@ async fn drive_traffic(
         .as_ref()
         .and_then(|s| s.active_with_down(&down));
 
-    let fail = |what: &str, r: netlink::Refusal| Error::run(format!("traffic: {what}: {r}"));
-    let bond_links = netlink::link_list(&built.bond)
-        .await
-        .map_err(|r| fail("link dump", r))?;
-    let src_mac = bond_links
-        .iter()
-        .find(|l| l.index == bond_index)
-        .and_then(|l| l.mac)
-        .ok_or_else(|| Error::run("traffic: the bond has no MAC address"))?;
-    let mut lanes = Vec::new();
-    for name in slaves {
-        let peer = built
-            .peer(name)
-            .ok_or_else(|| Error::run(format!("traffic: no peer for slave {name}")))?;
-        let peer_link = netlink::link_list(&peer.handle)
-            .await
-            .map_err(|r| fail("peer link dump", r))?
-            .into_iter()
-            .find(|l| l.name == peer.name);
-        lanes.push(traffic::Lane {
-            slave: name.clone(),
-            slave_index: bond_links.iter().find(|l| &l.name == name).map(|l| l.index),
-            peer: peer.name.clone(),
-            peer_ns: built.peer_ns(peer),
-            peer_index: peer_link.as_ref().map(|l| l.index),
-            peer_up: peer_link.is_some_and(|l| l.up),
-        });
-    }
-    // A run id of its own, so that a capture never counts another run's frames as this one's.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let run_id = std::process::id() ^ now.subsec_nanos() ^ (now.as_secs() as u32);
+    let (src_mac, lanes) = lanes(built, slaves, bond_index).await?;
+    let run_id = run_id();
     let flows = frames::mix(settings.seed, settings.flows, src_mac);
     let frames = frames::frames(&flows, run_id, settings.frames);
-    let fence_deadline = Duration::from_millis(1000 + kernel.slack_ms);
-    let sent = traffic::run(
-        &built.bond_ns,
-        bond_index,
-        src_mac,
-        run_id,
-        &lanes,
-        &frames,
-        fence_deadline,
-    )?;
+    let sockets = traffic::Sockets::open(&built.bond_ns, bond_index, &lanes)?;
+    let sent = traffic::run(sockets, src_mac, run_id, &frames, fence_deadline(kernel))?;
 
     let expected = distribution::expect(&model.transmit, &usable, active, &frames);
     let tlb = matches!(
@@ -401,6 +381,118 @@ async fn drive_traffic(
         },
         verdict,
     ))
+}
+
+/// Failover with traffic flowing: one more cut and restore, of the active slave where the mode
+/// has one (else of the timing slave), after the timing trials' cuts of `timing_slave`, with a stream of
+/// frames through the bond, each judged against the bond's state when it was sent.
+#[allow(clippy::too_many_arguments)]
+async fn drive_failover(
+    model: &Model,
+    built: &topology::Built,
+    bond: &str,
+    bond_index: u32,
+    timing_slave: &str,
+    trials: usize,
+    (commit_deadline, fence_deadline): (Duration, Duration),
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<netlink::SlaveEvent>,
+) -> Result<(failover::Observed, checks::Verdict)> {
+    let slaves = &model.transmit.slaves;
+    let index = |name: &Option<String>| {
+        name.as_ref()
+            .and_then(|n| slaves.iter().position(|s| s == n))
+    };
+    // Where there is an active slave, the stream cuts it: that is the failover that matters.
+    let before_cuts = vec![timing_slave; trials];
+    let (slave, actives) = match &model.selection {
+        Some(selection) => {
+            let before = selection.active_after(&before_cuts);
+            let slave = before.clone().unwrap_or_else(|| timing_slave.to_string());
+            let mut cuts = before_cuts.clone();
+            cuts.push(&slave);
+            let (after_cut, after_restore) = selection.replay(&cuts);
+            let actives = [
+                index(&before),
+                index(&after_cut[trials]),
+                index(&after_restore[trials]),
+            ];
+            (slave, actives)
+        }
+        None => (timing_slave.to_string(), [None; 3]),
+    };
+    let slave = slave.as_str();
+    let cut = slaves
+        .iter()
+        .position(|s| s == slave)
+        .ok_or_else(|| Error::run(format!("failover: {slave} is not a slave of {bond}")))?;
+    let (src_mac, lanes) = lanes(built, slaves, bond_index).await?;
+    let run_id = run_id();
+    let flows = frames::mix(1, 64, src_mac);
+    let needed = failover::frames_needed(commit_deadline, commit_deadline);
+    let frames = frames::frames(&flows, run_id, needed);
+    let expected = distribution::during_failover(&model.transmit, cut, actives, &frames);
+    let setup = failover::Setup {
+        sockets: traffic::Sockets::open(&built.bond_ns, bond_index, &lanes)?,
+        src_mac,
+        run_id,
+        frames,
+        down_deadline: commit_deadline,
+        up_deadline: commit_deadline,
+        fence_deadline,
+    };
+    let observed = failover::measure(built, bond, slave, setup, events).await?;
+    let verdict = failover::check(expected.as_ref().map_err(|e| *e), &observed, slaves);
+    Ok((observed, verdict))
+}
+
+/// How long a fence may take to reach its capture: far longer than a veth needs.
+fn fence_deadline(kernel: &KernelInfo) -> Duration {
+    Duration::from_millis(1000 + kernel.slack_ms)
+}
+
+/// A run id of its own, so that a capture never counts another run's frames as this one's.
+fn run_id() -> u32 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    std::process::id() ^ now.subsec_nanos() ^ (now.as_secs() as u32)
+}
+
+/// The bond's MAC address and, per slave, where its frames are captured.
+async fn lanes<'a>(
+    built: &'a topology::Built,
+    slaves: &[String],
+    bond_index: u32,
+) -> Result<([u8; 6], Vec<traffic::Lane<'a>>)> {
+    let fail = |what: &str, r: netlink::Refusal| Error::run(format!("traffic: {what}: {r}"));
+    let bond_links = netlink::link_list(&built.bond)
+        .await
+        .map_err(|r| fail("link dump", r))?;
+    let src_mac = bond_links
+        .iter()
+        .find(|l| l.index == bond_index)
+        .and_then(|l| l.mac)
+        .ok_or_else(|| Error::run("traffic: the bond has no MAC address"))?;
+    let mut lanes = Vec::new();
+    for name in slaves {
+        let peer = built
+            .peer(name)
+            .ok_or_else(|| Error::run(format!("traffic: no peer for slave {name}")))?;
+        let peer_link = netlink::link_list(&peer.handle)
+            .await
+            .map_err(|r| fail("peer link dump", r))?
+            .into_iter()
+            .find(|l| l.name == peer.name);
+        lanes.push(traffic::Lane {
+            slave: name.clone(),
+            slave_index: bond_links.iter().find(|l| &l.name == name).map(|l| l.index),
+            peer: peer.name.clone(),
+            peer_ns: built.peer_ns(peer),
+            peer_index: peer_link.as_ref().map(|l| l.index),
+            peer_up: peer_link.is_some_and(|l| l.up),
+        });
+    }
+    Ok((src_mac, lanes))
 }
 
 /// Takes the peers of `slaves` down and waits until the driver has committed each slave down

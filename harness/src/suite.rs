@@ -258,6 +258,7 @@ fn check_ids(spec: &Spec, topology: &Topology, timing: bool, applier: Applier) -
         if model.selection.is_some() {
             ids.extend(crate::model::FAILOVER.iter().map(|c| c.to_string()));
         }
+        ids.push(crate::failover::CHECK.to_string());
     }
     ids
 }

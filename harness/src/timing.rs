@@ -35,7 +35,8 @@ pub struct Measured {
     pub link_failures_after: u32,
 }
 
-fn monotonic() -> Duration {
+/// CLOCK_MONOTONIC: the kernel log's clock.
+pub fn monotonic() -> Duration {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .map_or(Duration::ZERO, Duration::from)
 }
@@ -105,7 +106,7 @@ async fn link_failures(built: &Built, bond: &str, slave: &str) -> Result<u32> {
         .unwrap_or(0))
 }
 
-async fn bond_view(built: &Built, bond: &str) -> Result<crate::observe::BondView> {
+pub async fn bond_view(built: &Built, bond: &str) -> Result<crate::observe::BondView> {
     let links = netlink::links(&built.bond)
         .await
         .map_err(|r| Error::run(format!("timing: link dump: {r}")))?;

@@ -17,7 +17,7 @@ use std::io::IoSliceMut;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant, SystemTime};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags};
 use nix::sys::socket::{
     ControlMessageOwned, LinkAddr, MsgFlags, MultiHeaders, recvmmsg, setsockopt, sockopt,
 };
@@ -220,62 +220,181 @@ fn pin() -> Option<usize> {
     Some(cpu)
 }
 
-/// Sends `frames` through the bond (`bond_index` in `bond_ns`) and captures them on every
-/// lane; a round waits for its fences until `deadline`.
+/// The sockets of one traffic run: one sending through the bond, one per slave for its fences
+/// (straight on the slave, bypassing the bond), and one capture per peer end that can capture.
+/// Opened in the caller's thread, they can be moved to the thread that sends.
+pub struct Sockets {
+    sender: OwnedFd,
+    fences: Vec<Option<OwnedFd>>,
+    captures: Vec<Option<OwnedFd>>,
+    /// Per lane, what its capture saw so far.
+    stats: Vec<Capture>,
+    peers: Vec<String>,
+}
+
+impl Sockets {
+    /// Opens the sockets for `lanes`; whatever reached the captures before is counted as not
+    /// ours (LACPDUs, say).
+    pub fn open(bond_ns: &AnonNetns, bond_index: u32, lanes: &[Lane]) -> Result<Sockets> {
+        let sender = packet_socket(bond_ns, bond_index, 0)?;
+        let mut captures = Vec::new();
+        let mut stats = Vec::new();
+        for lane in lanes {
+            let absent = match (lane.peer_index, lane.peer_up) {
+                (None, _) => Some("the peer end does not exist".to_string()),
+                (Some(_), false) => Some("the peer end is down".to_string()),
+                _ => None,
+            };
+            let socket = match (&absent, lane.peer_index) {
+                (None, Some(i)) => Some(capture_socket(lane.peer_ns, i)?),
+                _ => None,
+            };
+            let mut other = 0;
+            if let Some(s) = &socket {
+                other = drain(s.as_raw_fd(), 0, 0, &mut Vec::new(), 0, SystemTime::now())?.0;
+                statistics(s.as_raw_fd())?;
+            }
+            captures.push(socket);
+            stats.push(Capture {
+                slave: lane.slave.clone(),
+                peer: lane.peer.clone(),
+                frames: 0,
+                other,
+                dropped: 0,
+                absent,
+            });
+        }
+        let fences = lanes
+            .iter()
+            .map(|l| match l.slave_index {
+                Some(i) => packet_socket(bond_ns, i, 0).map(Some),
+                None => Ok(None),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Sockets {
+            sender,
+            fences,
+            captures,
+            stats,
+            peers: lanes.iter().map(|l| l.peer.clone()).collect(),
+        })
+    }
+
+    /// Reads what the captures in `ready` (lane indices) hold; true per lane whose fence of
+    /// `round` was among it.
+    fn collect(
+        &mut self,
+        ready: &[usize],
+        run_id: u32,
+        round: u32,
+        arrivals: &mut Vec<Arrival>,
+        epoch: SystemTime,
+    ) -> Result<Vec<usize>> {
+        let mut fenced = Vec::new();
+        for &i in ready {
+            let Some(fd) = self.captures[i].as_ref().map(AsRawFd::as_raw_fd) else {
+                continue;
+            };
+            let (other, fence) = drain(fd, run_id, round, arrivals, i, epoch)?;
+            self.stats[i].other += other;
+            if fence {
+                fenced.push(i);
+            }
+        }
+        Ok(fenced)
+    }
+
+    /// Waits until `wanted` captures are readable or `timeout` has passed; returns the ready
+    /// ones. A capture whose peer went down reports an error once: it is read like the rest.
+    fn ready(&self, wanted: &[usize], timeout: Duration) -> Result<Vec<usize>> {
+        let idx: Vec<usize> = wanted
+            .iter()
+            .copied()
+            .filter(|i| self.captures[*i].is_some())
+            .collect();
+        let mut polled: Vec<PollFd> = idx
+            .iter()
+            .map(|i| {
+                let s = self.captures[*i].as_ref().expect("filtered");
+                PollFd::new(std::os::fd::AsFd::as_fd(s), PollFlags::POLLIN)
+            })
+            .collect();
+        let timeout = nix::sys::time::TimeSpec::from_duration(timeout);
+        match nix::poll::ppoll(&mut polled, Some(timeout), None) {
+            Err(nix::Error::EINTR) | Ok(0) => return Ok(Vec::new()),
+            Err(e) => return Err(os("poll")(e)),
+            Ok(_) => {}
+        }
+        Ok(idx
+            .iter()
+            .zip(&polled)
+            .filter(|(_, p)| p.revents().is_some_and(|r| !r.is_empty()))
+            .map(|(i, _)| *i)
+            .collect())
+    }
+
+    /// Sends the fence of `round` on every slave and reads the captures until each has seen
+    /// its fence, or `deadline` has passed (an error: the capture would be incomplete).
+    fn fence(
+        &mut self,
+        src_mac: [u8; 6],
+        run_id: u32,
+        round: u32,
+        deadline: Duration,
+        arrivals: &mut Vec<Arrival>,
+        epoch: SystemTime,
+    ) -> Result<()> {
+        let fence = frames::fence(src_mac, run_id, round);
+        let mut waiting = Vec::new();
+        for (i, f) in self.fences.iter().enumerate() {
+            let Some(f) = f else { continue };
+            // A slave that is down refuses the fence (ENETDOWN): nothing to wait for.
+            if send_all(f.as_raw_fd(), &[&fence]).is_ok() && self.captures[i].is_some() {
+                waiting.push(i);
+            }
+        }
+        let until = Instant::now() + deadline;
+        while !waiting.is_empty() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let late: Vec<&str> = waiting.iter().map(|i| self.peers[*i].as_str()).collect();
+                return Err(Error::run(format!(
+                    "traffic: no fence of round {round} reached {} within {} ms: the capture is \
+                     incomplete",
+                    late.join(", "),
+                    deadline.as_millis()
+                )));
+            }
+            let ready = self.ready(&waiting, left)?;
+            let fenced = self.collect(&ready, run_id, round, arrivals, epoch)?;
+            waiting.retain(|i| !fenced.contains(i));
+        }
+        Ok(())
+    }
+
+    /// The captures' final counts: frames per lane and what the kernel dropped.
+    fn finish(mut self, arrivals: &[Arrival]) -> Result<Vec<Capture>> {
+        for (s, c) in self.captures.iter().zip(&mut self.stats) {
+            if let Some(s) = s {
+                c.dropped = statistics(s.as_raw_fd())?.1;
+            }
+        }
+        for a in arrivals {
+            self.stats[a.slave].frames += 1;
+        }
+        Ok(self.stats)
+    }
+}
+
+/// Sends `frames` through the bond and captures them on every lane, in rounds that each end
+/// when every capture has its fence (or `deadline` passes).
 pub fn run(
-    bond_ns: &AnonNetns,
-    bond_index: u32,
+    mut sockets: Sockets,
     src_mac: [u8; 6],
     run_id: u32,
-    lanes: &[Lane],
     frames: &[Frame],
     deadline: Duration,
 ) -> Result<Sent> {
-    let sender = packet_socket(bond_ns, bond_index, 0)?;
-    let mut captures = Vec::new();
-    let mut sockets = Vec::new();
-    for lane in lanes {
-        let absent = match (lane.peer_index, lane.peer_up) {
-            (None, _) => Some("the peer end does not exist".to_string()),
-            (Some(_), false) => Some("the peer end is down".to_string()),
-            _ => None,
-        };
-        sockets.push(match (&absent, lane.peer_index) {
-            (None, Some(i)) => Some(capture_socket(lane.peer_ns, i)?),
-            _ => None,
-        });
-        captures.push(Capture {
-            slave: lane.slave.clone(),
-            peer: lane.peer.clone(),
-            frames: 0,
-            other: 0,
-            dropped: 0,
-            absent,
-        });
-    }
-    let fences = lanes
-        .iter()
-        .map(|l| match l.slave_index {
-            Some(i) => packet_socket(bond_ns, i, 0).map(Some),
-            None => Ok(None),
-        })
-        .collect::<Result<Vec<_>>>()?;
-    // Whatever reached the captures before the first frame (LACPDUs, say) is not ours.
-    for (s, c) in sockets.iter().zip(&mut captures) {
-        if let Some(s) = s {
-            c.other += drain(
-                s.as_raw_fd(),
-                run_id,
-                0,
-                &mut Vec::new(),
-                0,
-                SystemTime::now(),
-            )?
-            .0;
-            statistics(s.as_raw_fd())?;
-        }
-    }
-
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
@@ -286,77 +405,11 @@ pub fn run(
                 let mut send_time = Duration::ZERO;
                 let rounds = frames.chunks(ROUND).len();
                 for (round, chunk) in frames.chunks(ROUND).enumerate() {
-                    let round = round as u32;
                     let t = Instant::now();
                     let bytes: Vec<&[u8]> = chunk.iter().map(|f| f.bytes.as_slice()).collect();
-                    send_all(sender.as_raw_fd(), &bytes)?;
+                    send_all(sockets.sender.as_raw_fd(), &bytes)?;
                     send_time += t.elapsed();
-                    let fence = frames::fence(src_mac, run_id, round);
-                    let mut waiting = vec![false; lanes.len()];
-                    for (i, f) in fences.iter().enumerate() {
-                        let Some(f) = f else { continue };
-                        // A slave that is down refuses the fence (ENETDOWN): nothing to wait for.
-                        let sent = send_all(f.as_raw_fd(), &[&fence]).is_ok();
-                        waiting[i] = sent && sockets[i].is_some();
-                    }
-                    let until = Instant::now() + deadline;
-                    while waiting.iter().any(|w| *w) {
-                        let left = until.saturating_duration_since(Instant::now());
-                        if left.is_zero() {
-                            let late: Vec<&str> = lanes
-                                .iter()
-                                .zip(&waiting)
-                                .filter(|(_, w)| **w)
-                                .map(|(l, _)| l.peer.as_str())
-                                .collect();
-                            return Err(Error::run(format!(
-                                "traffic: no fence of round {round} reached {} within {} ms: the \
-                                 capture is incomplete",
-                                late.join(", "),
-                                deadline.as_millis()
-                            )));
-                        }
-                        let idx: Vec<usize> = (0..lanes.len()).filter(|i| waiting[*i]).collect();
-                        let mut polled: Vec<PollFd> = idx
-                            .iter()
-                            .map(|i| {
-                                let s = sockets[*i].as_ref().expect("waited on");
-                                PollFd::new(std::os::fd::AsFd::as_fd(s), PollFlags::POLLIN)
-                            })
-                            .collect();
-                        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
-                        match poll(&mut polled, PollTimeout::from(ms)) {
-                            Err(nix::Error::EINTR) | Ok(0) => continue,
-                            Err(e) => return Err(os("poll")(e)),
-                            Ok(_) => {}
-                        }
-                        let ready: Vec<usize> = idx
-                            .iter()
-                            .zip(&polled)
-                            .filter(|(_, p)| {
-                                p.revents().is_some_and(|r| r.contains(PollFlags::POLLIN))
-                            })
-                            .map(|(i, _)| *i)
-                            .collect();
-                        drop(polled);
-                        for i in ready {
-                            let fd = sockets[i].as_ref().expect("polled").as_raw_fd();
-                            let (other, fenced) =
-                                drain(fd, run_id, round, &mut arrivals, i, epoch)?;
-                            captures[i].other += other;
-                            if fenced {
-                                waiting[i] = false;
-                            }
-                        }
-                    }
-                }
-                for (s, c) in sockets.iter().zip(&mut captures) {
-                    if let Some(s) = s {
-                        c.dropped = statistics(s.as_raw_fd())?.1;
-                    }
-                }
-                for a in &arrivals {
-                    captures[a.slave].frames += 1;
+                    sockets.fence(src_mac, run_id, round as u32, deadline, &mut arrivals, epoch)?;
                 }
                 Ok(Sent {
                     frames: frames.len(),
@@ -364,12 +417,93 @@ pub fn run(
                     cpu,
                     send_ms: send_time.as_secs_f64() * 1e3,
                     total_ms: start.elapsed().as_secs_f64() * 1e3,
-                    captures,
+                    captures: sockets.finish(&arrivals)?,
                     arrivals,
                 })
             })
             .join()
             .map_err(|_| Error::run("traffic: the sending thread panicked"))?
+    })
+}
+
+/// How a stream is paced and steered: one frame every `period` from `start`, until `stop` is
+/// set or the frames run out; `progress` tells the controller how many have been sent.
+pub struct Pace {
+    pub period: Duration,
+    pub start: Instant,
+    pub epoch: SystemTime,
+    pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub progress: tokio::sync::watch::Sender<usize>,
+}
+
+/// When one frame of a stream was handed to the kernel: the `sendmmsg` call that carried it
+/// began and returned (µs from the stream's start).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct SendTime {
+    pub from_us: f64,
+    pub to_us: f64,
+}
+
+/// A stream's raw result: what was sent when, and where it arrived.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Streamed {
+    pub cpu: Option<usize>,
+    pub sends: Vec<SendTime>,
+    pub captures: Vec<Capture>,
+    pub arrivals: Vec<Arrival>,
+}
+
+impl Streamed {
+    pub fn capture_loss(&self) -> u32 {
+        self.captures.iter().map(|c| c.dropped).sum()
+    }
+}
+
+/// Sends `frames` through the bond at a steady pace, reading the captures between sends, until
+/// told to stop; then one fence round. Runs on the calling thread, which it pins.
+pub fn stream(
+    mut sockets: Sockets,
+    src_mac: [u8; 6],
+    run_id: u32,
+    frames: &[Frame],
+    pace: &Pace,
+    deadline: Duration,
+) -> Result<Streamed> {
+    use std::sync::atomic::Ordering;
+    let cpu = pin();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let mut sends = Vec::with_capacity(frames.len());
+    let mut arrivals = Vec::new();
+    let all: Vec<usize> = (0..sockets.captures.len()).collect();
+    while !pace.stop.load(Ordering::Acquire) && sends.len() < frames.len() {
+        // Every frame that is due goes out now, in one call: a late wake-up catches up.
+        let elapsed = pace.start.elapsed();
+        let due = ((elapsed.as_nanos() / pace.period.as_nanos()) as usize + 1).min(frames.len());
+        if due > sends.len() {
+            let bytes: Vec<&[u8]> = frames[sends.len()..due]
+                .iter()
+                .map(|f| f.bytes.as_slice())
+                .collect();
+            let from_us = us(pace.start.elapsed());
+            send_all(sockets.sender.as_raw_fd(), &bytes)?;
+            let to = SendTime {
+                from_us,
+                to_us: us(pace.start.elapsed()),
+            };
+            sends.resize(due, to);
+            pace.progress.send_replace(due);
+        }
+        let next = pace.period * (sends.len() as u32);
+        let wait = next.saturating_sub(pace.start.elapsed());
+        let ready = sockets.ready(&all, wait)?;
+        sockets.collect(&ready, run_id, u32::MAX, &mut arrivals, pace.epoch)?;
+    }
+    sockets.fence(src_mac, run_id, 0, deadline, &mut arrivals, pace.epoch)?;
+    Ok(Streamed {
+        cpu,
+        sends,
+        captures: sockets.finish(&arrivals)?,
+        arrivals,
     })
 }
 
@@ -403,7 +537,8 @@ fn drain(
             ) {
                 Ok(got) => got,
                 Err(nix::Error::EAGAIN) => break,
-                Err(nix::Error::EINTR) => continue,
+                // The peer end went down: its socket reports that once, then reads go on.
+                Err(nix::Error::EINTR | nix::Error::ENETDOWN) => continue,
                 Err(e) => return Err(os("recvmmsg")(e)),
             };
             let mut seen = Vec::new();
