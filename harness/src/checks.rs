@@ -888,6 +888,7 @@ mod tests {
             frames: seen.len(),
             rounds: 1,
             cpu: Some(0),
+            dropped_at_send: 0,
             send_ms: 0.0,
             total_ms: 0.0,
             captures: Vec::new(),

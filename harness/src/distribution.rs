@@ -194,13 +194,17 @@ pub fn during_failover(
     let [before, after_cut, after_restore] = actives;
     match t.mode {
         Mode::Ieee8023ad => {
-            return Err("in 802.3ad the ports in use after a cut depend on the LACP machines, \
-                        which the stream does not follow");
+            return Err(
+                "in 802.3ad the ports in use after a cut depend on the LACP machines, \
+                        which the stream does not follow",
+            );
         }
         Mode::BalanceTlb | Mode::BalanceAlb if t.tlb_dynamic_lb => {
-            return Err("with tlb_dynamic_lb each hash bucket keeps the slave it was given \
+            return Err(
+                "with tlb_dynamic_lb each hash bucket keeps the slave it was given \
                         across cuts and is rebalanced every 10 s: the model does not follow \
-                        the buckets' history");
+                        the buckets' history",
+            );
         }
         _ => {}
     }

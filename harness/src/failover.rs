@@ -117,7 +117,7 @@ pub async fn measure(
         stop: stop.clone(),
         progress: progress_tx,
     };
-    let (done_tx, done) = oneshot::channel();
+    let (done_tx, mut done) = oneshot::channel();
     let Setup {
         sockets,
         src_mac,
@@ -135,7 +135,7 @@ pub async fn measure(
         .map_err(|e| Error::run(format!("failover: cannot start the stream: {e}")))?;
     let now_ms = || start.elapsed().as_secs_f64() * 1e3;
 
-    more(&mut progress, total).await?;
+    more(&mut progress, total, &mut done).await?;
     while events.try_recv().is_ok() {}
     if let Some(log) = log.as_mut() {
         log.drain();
@@ -165,9 +165,16 @@ pub async fn measure(
     if let Some((carrier, committed)) = commit(events, slave, "down", until, &start).await {
         observed.active_after_cut = active(built, bond).await?;
         observed.cut.to_ms = acked.max(carrier.unwrap_or(committed));
-        observed.down = Some(bracket(&mut log, slave, "down", start_mono, cut_from, now_ms()));
+        observed.down = Some(bracket(
+            &mut log,
+            slave,
+            "down",
+            start_mono,
+            cut_from,
+            now_ms(),
+        ));
 
-        more(&mut progress, total).await?;
+        more(&mut progress, total, &mut done).await?;
         let restore_from = now_ms();
         netlink::set_up(&peer.handle, peer.index, true)
             .await
@@ -182,7 +189,7 @@ pub async fn measure(
             observed.active_after_restore = active(built, bond).await?;
             let up = bracket(&mut log, slave, "up", start_mono, restore_from, now_ms());
             observed.up = Some(up);
-            more(&mut progress, total).await?;
+            more(&mut progress, total, &mut done).await?;
         }
     } else {
         // No commit: the carrier comes back anyway, so that the closing fence reaches every
@@ -199,18 +206,25 @@ pub async fn measure(
 }
 
 /// Waits until the stream has sent SETTLED_FRAMES more frames.
-async fn more(progress: &mut watch::Receiver<usize>, total: usize) -> Result<()> {
+async fn more(
+    progress: &mut watch::Receiver<usize>,
+    total: usize,
+    done: &mut oneshot::Receiver<Result<Streamed>>,
+) -> Result<()> {
     let n = *progress.borrow() + SETTLED_FRAMES;
     if n > total {
         return Err(Error::run(format!(
             "failover: the stream needs more than its {total} frames"
         )));
     }
-    progress
-        .wait_for(|sent| *sent >= n)
-        .await
-        .map(|_| ())
-        .map_err(|_| Error::run("failover: the stream stopped early"))
+    if progress.wait_for(|sent| *sent >= n).await.is_ok() {
+        return Ok(());
+    }
+    // The stream ended before: its own error says why.
+    match done.await {
+        Ok(Err(e)) => Err(e),
+        _ => Err(Error::run("failover: the stream stopped early")),
+    }
 }
 
 /// Waits for `slave`'s commit to `mii_status` until `until`; returns when (ms from `start`)
@@ -454,8 +468,16 @@ fn possible_states(o: &Observed, from: f64, to: f64) -> Vec<State> {
     let never = f64::INFINITY;
     let spans = [
         (State::Before, f64::NEG_INFINITY, o.cut.to_ms),
-        (State::CarrierLost, o.cut.from_ms, down.map_or(never, |m| m.to_ms)),
-        (State::Down, down.map_or(never, |m| m.from_ms), up.map_or(never, |m| m.to_ms)),
+        (
+            State::CarrierLost,
+            o.cut.from_ms,
+            down.map_or(never, |m| m.to_ms),
+        ),
+        (
+            State::Down,
+            down.map_or(never, |m| m.from_ms),
+            up.map_or(never, |m| m.to_ms),
+        ),
         (State::Restored, up.map_or(never, |m| m.from_ms), never),
     ];
     spans
@@ -512,5 +534,142 @@ fn verdict(
         rule: expected.map(|e| e.rule.clone()),
         message,
         measurements,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distribution::during_failover;
+    use crate::model::Transmit;
+    use crate::spec::Mode;
+    use crate::traffic::{Arrival, SendTime};
+
+    fn moment(from_ms: f64, to_ms: f64) -> Option<Moment> {
+        Some(Moment {
+            from_ms,
+            to_ms,
+            from: "kmsg",
+        })
+    }
+
+    /// Frames every ms from 0 to 99; cut at 10, down at 40, restored at 50, up at 80.
+    fn observed(arrivals: Vec<Arrival>) -> Observed {
+        Observed {
+            slave: "a".into(),
+            period_ms: 1.0,
+            cut: Moment {
+                from_ms: 10.0,
+                to_ms: 10.5,
+                from: "request",
+            },
+            down: moment(40.0, 40.5),
+            restore: moment(50.0, 50.2),
+            up: moment(80.0, 80.5),
+            deadline_ms: 300.0,
+            active_after_cut: None,
+            active_after_restore: None,
+            stream: Streamed {
+                sends: (0..100)
+                    .map(|i| SendTime {
+                        from_us: i as f64 * 1e3 + 100.0,
+                        to_us: i as f64 * 1e3 + 200.0,
+                    })
+                    .collect(),
+                arrivals,
+                ..Streamed::default()
+            },
+        }
+    }
+
+    fn active_backup() -> Failover {
+        let t = Transmit {
+            mode: Mode::ActiveBackup,
+            slaves: vec!["a".into(), "b".into()],
+            packets_per_slave: 1,
+            hash_policy: "layer2",
+            tlb_dynamic_lb: true,
+            min_links: 0,
+        };
+        let frames = crate::frames::frames(&crate::frames::mix(1, 4, [2, 0, 0, 0, 0, 1]), 1, 100);
+        during_failover(&t, 0, [Some(0), Some(1), Some(1)], &frames).unwrap()
+    }
+
+    fn arrival(seq: u32, slave: usize) -> Arrival {
+        Arrival {
+            seq,
+            slave,
+            at_us: 0.0,
+        }
+    }
+
+    #[test]
+    fn active_backup_loses_the_cut_active_slaves_frames_until_the_down_commit() {
+        let names = ["a".to_string(), "b".to_string()];
+        // Before the cut on a; lost from the cut to the DOWN commit; on b after it.
+        let right: Vec<Arrival> = (0..100u32)
+            .filter_map(|i| match i {
+                0..10 => Some(arrival(i, 0)),
+                10..40 => None,
+                _ => Some(arrival(i, 1)),
+            })
+            .collect();
+        let v = check(Ok(&active_backup()), &observed(right.clone()), &names);
+        assert_eq!(v.status, Status::Pass, "{}", v.message);
+        // Frames 10 and 40 were sent inside the cut's and the commit's brackets.
+        assert!(
+            v.message.contains("29 sent, 29 lost (model: 29)"),
+            "{}",
+            v.message
+        );
+
+        // A frame on b while a was still active is caught, with the frame and its state.
+        let mut wrong = right;
+        wrong.push(arrival(20, 1));
+        let v = check(Ok(&active_backup()), &observed(wrong), &names);
+        assert_eq!(v.status, Status::Fail);
+        assert!(
+            v.message.contains("the first is #20")
+                && v.message.contains("#20 at 20.1 ms (carrier lost, not yet down): expected nowhere, observed on b  <-"),
+            "{}",
+            v.message
+        );
+    }
+
+    #[test]
+    fn a_commit_that_never_comes_fails_and_frames_near_a_bracket_may_go_either_way() {
+        let mut o = observed((0..10).map(|i| arrival(i, 0)).collect());
+        o.down = None;
+        assert_eq!(possible_states(&o, 60.0, 60.1), [State::CarrierLost]);
+        let v = check(Ok(&active_backup()), &o, &["a".into(), "b".into()]);
+        assert_eq!(v.status, Status::Fail);
+        assert!(v.message.contains("did not commit a down"), "{}", v.message);
+
+        let o = observed(Vec::new());
+        assert_eq!(possible_states(&o, 5.0, 5.1), [State::Before]);
+        assert_eq!(
+            possible_states(&o, 10.2, 10.3),
+            [State::Before, State::CarrierLost]
+        );
+        assert_eq!(
+            possible_states(&o, 40.1, 40.2),
+            [State::CarrierLost, State::Down]
+        );
+        assert_eq!(possible_states(&o, 90.0, 90.1), [State::Restored]);
+        // Inside the cut's bracket the active slave's frame may arrive or be dropped.
+        let f = active_backup();
+        assert_eq!(
+            alternatives(&f, &[State::Before, State::CarrierLost], 0, 10),
+            vec![vec![], vec![0]]
+        );
+    }
+
+    #[test]
+    fn an_unpredictable_bond_is_skipped_with_the_reason() {
+        let v = check(Err("why"), &observed(Vec::new()), &[]);
+        assert_eq!(
+            (v.status, v.message.as_str()),
+            (Status::Skip, "skipped: why")
+        );
     }
 }

@@ -842,6 +842,15 @@ mod tests {
             ..prio
         };
         assert_eq!(prio_always.expected("b", 1), (some(&["a"]), some(&["b"])));
+        // Cuts of different slaves in turn: with reselect failure eno2 stays active after
+        // eno1 returns, so cutting eno2 next hands over to eno1 (first in order, primary).
+        let failure = sel("failure");
+        assert_eq!(failure.active_after(&[]), Some("eno1".into()));
+        assert_eq!(failure.active_after(&["eno1"]), Some("eno2".into()));
+        assert_eq!(
+            failure.replay(&["eno1", "eno2"]),
+            (some(&["eno2", "eno1"]), some(&["eno2", "eno1"]))
+        );
     }
 
     #[test]

@@ -84,6 +84,8 @@ pub struct Sent {
     pub rounds: usize,
     /// The CPU the frames were sent from.
     pub cpu: Option<usize>,
+    /// Frames the bond dropped as they were sent (ENOBUFS): lost, as the captures show.
+    pub dropped_at_send: usize,
     pub send_ms: f64,
     pub total_ms: f64,
     pub captures: Vec<Capture>,
@@ -174,8 +176,11 @@ fn statistics(fd: RawFd) -> Result<(u32, u32)> {
     Ok((stats[0], stats[1]))
 }
 
-/// Sends `frames` on `fd` with as few system calls as the kernel allows.
-fn send_all(fd: RawFd, frames: &[&[u8]]) -> Result<()> {
+/// Sends `frames` on `fd` with as few system calls as the kernel allows; returns how many the
+/// device dropped at once (ENOBUFS: NET_XMIT_DROP, e.g. a bond with no slave that can take the
+/// frame), which the captures then show as lost.
+fn send_all(fd: RawFd, frames: &[&[u8]]) -> Result<usize> {
+    let mut dropped = 0;
     for batch in frames.chunks(BATCH) {
         let mut iov: Vec<libc::iovec> = batch
             .iter()
@@ -203,12 +208,18 @@ fn send_all(fd: RawFd, frames: &[&[u8]]) -> Result<()> {
                 if e == nix::Error::EINTR {
                     continue;
                 }
+                if e == nix::Error::ENOBUFS {
+                    // The frame at `done` was dropped; sendmmsg reports it on the next call.
+                    dropped += 1;
+                    done += 1;
+                    continue;
+                }
                 return Err(os("sendmmsg")(e));
             }
             done += n as usize;
         }
     }
-    Ok(())
+    Ok(dropped)
 }
 
 /// Pins the calling thread to the CPU it runs on; returns that CPU.
@@ -403,18 +414,27 @@ pub fn run(
                 let epoch = SystemTime::now();
                 let mut arrivals = Vec::new();
                 let mut send_time = Duration::ZERO;
+                let mut dropped = 0;
                 let rounds = frames.chunks(ROUND).len();
                 for (round, chunk) in frames.chunks(ROUND).enumerate() {
                     let t = Instant::now();
                     let bytes: Vec<&[u8]> = chunk.iter().map(|f| f.bytes.as_slice()).collect();
-                    send_all(sockets.sender.as_raw_fd(), &bytes)?;
+                    dropped += send_all(sockets.sender.as_raw_fd(), &bytes)?;
                     send_time += t.elapsed();
-                    sockets.fence(src_mac, run_id, round as u32, deadline, &mut arrivals, epoch)?;
+                    sockets.fence(
+                        src_mac,
+                        run_id,
+                        round as u32,
+                        deadline,
+                        &mut arrivals,
+                        epoch,
+                    )?;
                 }
                 Ok(Sent {
                     frames: frames.len(),
                     rounds,
                     cpu,
+                    dropped_at_send: dropped,
                     send_ms: send_time.as_secs_f64() * 1e3,
                     total_ms: start.elapsed().as_secs_f64() * 1e3,
                     captures: sockets.finish(&arrivals)?,
@@ -448,6 +468,8 @@ pub struct SendTime {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Streamed {
     pub cpu: Option<usize>,
+    /// Frames the bond dropped as they were sent (ENOBUFS): lost, as the captures show.
+    pub dropped_at_send: usize,
     pub sends: Vec<SendTime>,
     pub captures: Vec<Capture>,
     pub arrivals: Vec<Arrival>,
@@ -474,6 +496,7 @@ pub fn stream(
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let mut sends = Vec::with_capacity(frames.len());
     let mut arrivals = Vec::new();
+    let mut dropped = 0;
     let all: Vec<usize> = (0..sockets.captures.len()).collect();
     while !pace.stop.load(Ordering::Acquire) && sends.len() < frames.len() {
         // Every frame that is due goes out now, in one call: a late wake-up catches up.
@@ -485,7 +508,7 @@ pub fn stream(
                 .map(|f| f.bytes.as_slice())
                 .collect();
             let from_us = us(pace.start.elapsed());
-            send_all(sockets.sender.as_raw_fd(), &bytes)?;
+            dropped += send_all(sockets.sender.as_raw_fd(), &bytes)?;
             let to = SendTime {
                 from_us,
                 to_us: us(pace.start.elapsed()),
@@ -501,6 +524,7 @@ pub fn stream(
     sockets.fence(src_mac, run_id, 0, deadline, &mut arrivals, pace.epoch)?;
     Ok(Streamed {
         cpu,
+        dropped_at_send: dropped,
         sends,
         captures: sockets.finish(&arrivals)?,
         arrivals,
