@@ -10,7 +10,7 @@ use crate::model::{
     Value, Window,
 };
 use crate::observe::{BondView, SlaveView};
-use crate::timing::{Measured, Sample};
+use crate::timing::{Flap, Measured, Sample};
 use crate::traffic::{Arrival, Sent};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -167,10 +167,11 @@ fn compare(e: &Expectation, obs: &Observation) -> Verdict {
 }
 
 /// Ids of the timing checks, for cases that measure timing.
-pub const TIMING: [&str; 3] = [
+pub const TIMING: [&str; 4] = [
     "timing.downdelay",
     "timing.updelay",
     "timing.link_failure_count",
+    "timing.flap",
 ];
 
 /// Every sample of a transition inside its window: strictly after the lower bound (the driver
@@ -348,6 +349,101 @@ pub fn timing(
         measurements: Vec::new(),
     });
     out
+}
+
+/// A flap shorter than downdelay: seen going down, back up at the next tick, with nothing
+/// announced and no link failure counted. Without a downdelay there is no such flap: the first
+/// tick after the cut commits the slave down.
+pub fn flap(flap: Option<&Flap>, down_ticks: u64) -> Verdict {
+    let rule = Rule {
+        text: "with downdelay D ≥ 1 tick, a slave whose carrier is lost is \"going down\" (FAIL) \
+               from the first tick; if the carrier returns before the D-th tick it goes back to \
+               up at the next tick: no DOWN commit, no announcement, no link failure counted \
+               (bond_miimon_inspect)"
+            .into(),
+        source: "drivers/net/bonding/bond_main.c",
+    };
+    let verdict = |status, message: String, measurements| Verdict {
+        check: TIMING[3].into(),
+        requested: None,
+        status,
+        expected: None,
+        observed: None,
+        observed_procfs: None,
+        unit: Some("ms"),
+        rule: Some(rule.clone()),
+        message,
+        measurements,
+    };
+    let Some(f) = flap.filter(|_| down_ticks > 0) else {
+        return verdict(
+            Status::Skip,
+            "skipped: downdelay is 0 ticks, so the first tick after a cut commits the slave down: \
+             no flap can be shorter"
+                .into(),
+            Vec::new(),
+        );
+    };
+    let mut measurements = vec![Measurement {
+        name: "restored".into(),
+        value: f.restored_ms,
+        unit: "ms",
+    }];
+    measurements.extend(f.going_down_ms.map(|v| Measurement {
+        name: "going_down".into(),
+        value: v,
+        unit: "ms",
+    }));
+    measurements.extend(f.up_ms.map(|v| Measurement {
+        name: "up".into(),
+        value: v,
+        unit: "ms",
+    }));
+    let mut problems = Vec::new();
+    if f.going_down_ms.is_none() {
+        problems.push("it was never seen going down".to_string());
+    }
+    if f.up_ms.is_none() {
+        problems.push("it was not up again by the deadline".to_string());
+    }
+    if !f.announced.is_empty() {
+        problems.push("the kernel committed it down".to_string());
+    }
+    if f.link_failures_after != f.link_failures_before {
+        problems.push(format!(
+            "its link failure count went {} -> {}",
+            f.link_failures_before, f.link_failures_after
+        ));
+    }
+    let timeline = format!(
+        "from the cut: going down {}, carrier back {:.1} ms, up {} (downdelay {down_ticks} tick{})",
+        f.going_down_ms
+            .map_or("never".into(), |v| format!("{v:.1} ms")),
+        f.restored_ms,
+        f.up_ms.map_or("never".into(), |v| format!("{v:.1} ms")),
+        if down_ticks == 1 { "" } else { "s" },
+    );
+    if problems.is_empty() {
+        verdict(
+            Status::Pass,
+            format!(
+                "{} flapped and came back without going down: {timeline}; link failure count \
+                 stayed {}",
+                f.slave, f.link_failures_after
+            ),
+            measurements,
+        )
+    } else {
+        verdict(
+            Status::Fail,
+            format!(
+                "a flap of {} shorter than downdelay: {}; {timeline}",
+                f.slave,
+                problems.join("; ")
+            ),
+            measurements,
+        )
+    }
 }
 
 /// The active slave after every cut and every restore of the timing trials, against the
@@ -814,6 +910,37 @@ mod tests {
                 ..Default::default()
             }],
         }
+    }
+
+    #[test]
+    fn a_flap_must_stay_short_of_a_down_commit() {
+        let good = Flap {
+            slave: "eth0".into(),
+            going_down_ms: Some(101.0),
+            restored_ms: 101.2,
+            up_ms: Some(205.0),
+            announced: Vec::new(),
+            link_failures_before: 5,
+            link_failures_after: 5,
+        };
+        assert_eq!(flap(Some(&good), 2).status, Status::Pass);
+        assert_eq!(flap(Some(&good), 0).status, Status::Skip);
+        assert_eq!(flap(None, 2).status, Status::Skip);
+        let committed = Flap {
+            going_down_ms: None,
+            announced: vec!["down".into()],
+            link_failures_after: 6,
+            ..good
+        };
+        let v = flap(Some(&committed), 2);
+        assert_eq!(v.status, Status::Fail);
+        assert!(
+            v.message.contains("never seen going down")
+                && v.message.contains("committed it down")
+                && v.message.contains("5 -> 6"),
+            "{}",
+            v.message
+        );
     }
 
     #[test]

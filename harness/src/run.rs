@@ -254,7 +254,7 @@ async fn carry_out(
             Duration::from_millis((upper + kernel.timing_tolerance_ms) as u64 + kernel.slack_ms);
         let mut events = netlink::watch_slaves(&built.bond_ns, &tokio::runtime::Handle::current())?;
         let t = Instant::now();
-        let measured = timing::measure(
+        let mut measured = timing::measure(
             &built,
             &bond.name,
             slave,
@@ -263,11 +263,19 @@ async fn carry_out(
             &mut events,
         )
         .await?;
+        if model.monitor.down_ticks > 0 {
+            let flap = timing::flap(&built, &bond.name, slave, deadline, &mut events).await?;
+            measured.flap = Some(flap);
+        }
         progress.phases.timing_ms = ms(t.elapsed());
         verdicts.extend(checks::timing(
             &measured,
             windows.as_ref(),
             kernel.timing_tolerance_ms,
+        ));
+        verdicts.push(checks::flap(
+            measured.flap.as_ref(),
+            model.monitor.down_ticks,
         ));
         if let Some(selection) = &model.selection {
             verdicts.extend(checks::failover(&measured, selection));

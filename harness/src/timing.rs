@@ -33,6 +33,8 @@ pub struct Measured {
     /// The slave's link failure count before the first cut and after the last.
     pub link_failures_before: u32,
     pub link_failures_after: u32,
+    /// The flap shorter than downdelay, after the trials (with a downdelay of a tick or more).
+    pub flap: Option<Flap>,
 }
 
 /// CLOCK_MONOTONIC: the kernel log's clock.
@@ -95,6 +97,7 @@ pub async fn measure(
         up,
         link_failures_before,
         link_failures_after: link_failures(built, bond, slave).await?,
+        flap: None,
     })
 }
 
@@ -135,5 +138,102 @@ async fn wait_for(
         if event.slave == slave && event.mii_status == mii_status {
             return Some(event.at);
         }
+    }
+}
+
+/// A carrier flap shorter than downdelay: the slave's carrier is cut, the monitor is seen to
+/// propose "going down" (FAIL, which the driver never announces, so its state is polled), and
+/// the carrier is given back at once.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Flap {
+    pub slave: String,
+    /// From the cut until the slave was seen going down; None if it never was.
+    pub going_down_ms: Option<f64>,
+    /// From the cut until the carrier was given back.
+    pub restored_ms: f64,
+    /// From the cut until the slave was seen up again; None if it was not, by the deadline.
+    pub up_ms: Option<f64>,
+    /// "down" as the kernel announced it for the slave meanwhile (none expected).
+    pub announced: Vec<String>,
+    pub link_failures_before: u32,
+    pub link_failures_after: u32,
+}
+
+/// How often the slave's state is read while a flap is under way: fine against a monitor
+/// tick of tens of milliseconds, and a dump is cheap.
+const POLL: Duration = Duration::from_millis(2);
+
+/// Cuts `slave`'s carrier, waits (polling, until `deadline` after the cut) for the monitor to
+/// mark it going down, restores the carrier and waits (until `deadline` after the restore)
+/// for it to be up again. `events` must be subscribed before the call.
+pub async fn flap(
+    built: &Built,
+    bond: &str,
+    slave: &str,
+    deadline: Duration,
+    events: &mut UnboundedReceiver<SlaveEvent>,
+) -> Result<Flap> {
+    let peer = built
+        .peer(slave)
+        .ok_or_else(|| Error::run(format!("timing: no peer for slave {slave}")))?;
+    while events.try_recv().is_ok() {}
+    let link_failures_before = link_failures(built, bond, slave).await?;
+    let cut = Instant::now();
+    netlink::set_up(&peer.handle, peer.index, false)
+        .await
+        .map_err(|r| Error::run(format!("timing: cutting {slave}'s peer: {r}")))?;
+    let going_down = poll_until(built, bond, slave, cut + deadline, |s| {
+        matches!(s, "going down" | "down")
+    })
+    .await?
+    .filter(|(status, _)| status == "going down")
+    .map(|(_, at)| ms(at - cut));
+    let restored = Instant::now();
+    netlink::set_up(&peer.handle, peer.index, true)
+        .await
+        .map_err(|r| Error::run(format!("timing: restoring {slave}'s peer: {r}")))?;
+    let up = poll_until(built, bond, slave, restored + deadline, |s| s == "up")
+        .await?
+        .map(|(_, at)| ms(at - cut));
+    let mut announced = Vec::new();
+    // Only a commit announces "down"; the carrier's own events carry whatever MII status the
+    // slave has at the time ("going down" while it flaps), and are not the monitor's doing.
+    while let Ok(event) = events.try_recv() {
+        if event.slave == slave && event.mii_status == "down" {
+            announced.push(event.mii_status);
+        }
+    }
+    Ok(Flap {
+        slave: slave.to_string(),
+        going_down_ms: going_down,
+        restored_ms: ms(restored - cut),
+        up_ms: up,
+        announced,
+        link_failures_before,
+        link_failures_after: link_failures(built, bond, slave).await?,
+    })
+}
+
+/// Reads `slave`'s MII status every POLL until `wanted` holds or `until` passes; returns the
+/// status and when it was read.
+async fn poll_until(
+    built: &Built,
+    bond: &str,
+    slave: &str,
+    until: Instant,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Option<(String, Instant)>> {
+    loop {
+        let view = bond_view(built, bond).await?;
+        let at = Instant::now();
+        if let Some(status) = view.slave(slave).and_then(|s| s.mii_status.clone())
+            && wanted(&status)
+        {
+            return Ok(Some((status, at)));
+        }
+        if at >= until {
+            return Ok(None);
+        }
+        tokio::time::sleep(POLL).await;
     }
 }
