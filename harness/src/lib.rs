@@ -13,6 +13,7 @@ pub mod distribution;
 pub mod driver;
 pub mod error;
 pub mod frames;
+pub mod html;
 pub mod ifenslave;
 pub mod ifupdown;
 pub mod junit;
