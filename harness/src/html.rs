@@ -914,3 +914,111 @@ fn esc(text: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    fn example() -> Json {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../reports/example-debian-howto.json"
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).expect("example")).expect("JSON")
+    }
+
+    fn view(doc: &Json) -> ReportView {
+        ReportView::deserialize(doc).expect("a report view")
+    }
+
+    #[test]
+    fn escape_covers_markup_and_quotes() {
+        assert_eq!(
+            esc(r#"<a href="x">&'"#),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+        assert_eq!(esc("déjà vu 🦀"), "déjà vu 🦀");
+    }
+
+    #[test]
+    fn the_how_to_has_both_timing_timelines_and_its_frames() {
+        let doc = example();
+        let case = &view(&doc).cases[0];
+        let timing = timing_timelines(case);
+        assert_eq!(timing.len(), 2);
+        for t in &timing {
+            let names: Vec<&str> = t.lanes.iter().map(|l| l.name.as_str()).collect();
+            assert_eq!(names, ["enp1s0", "enp7s0"]);
+            // The window comes from the check's measurements, not from the model here.
+            let w = &t.windows[0];
+            assert_eq!(
+                (w.lane, w.lower, w.upper, w.tolerance),
+                (0, 200.0, 330.0, 30.0)
+            );
+            assert_eq!(t.marks[0].at_ms, 0.0);
+            // Every trial a row of the cut slave, its bar ending at the netlink commit.
+            assert_eq!(t.lanes[0].rows.len(), 5);
+            for row in &t.lanes[0].rows {
+                let (_, end) = row.bar.expect("a bar");
+                assert_eq!(row.commits, [end]);
+                assert!(end > w.lower && end <= w.upper + w.tolerance);
+            }
+            assert!(t.span_ms >= w.upper + w.tolerance);
+        }
+        let frames = traffic_timeline(case).expect("a traffic timeline");
+        let seen: usize = frames.lanes.iter().map(|l| l.rows[0].frames.len()).sum();
+        let arrivals = doc["cases"][0]["traffic"]["sent"]["arrivals"]
+            .as_array()
+            .unwrap();
+        assert_eq!(seen, arrivals.len());
+    }
+
+    #[test]
+    fn the_page_is_self_contained() {
+        let page = render(&view(&example()));
+        assert!(page.starts_with("<!DOCTYPE html>"));
+        for outside in ["<script", "src=", "<link", "@import", "url("] {
+            assert!(!page.contains(outside), "the page holds {outside}");
+        }
+        assert_eq!(page.matches("<svg ").count(), 3);
+        assert!(page.contains(&format!("fill=\"{WINDOW}\"")));
+        assert!(page.contains(&format!("stroke=\"{CUT}\"")));
+    }
+
+    #[test]
+    fn text_from_the_report_is_escaped_everywhere() {
+        let mut doc = example();
+        let evil = "<script>alert('x')</script>&\"";
+        let case = &mut doc["cases"][0];
+        case["name"] = evil.into();
+        case["description"] = evil.into();
+        case["warnings"][0]["message"] = evil.into();
+        case["checks"][0]["message"] = evil.into();
+        case["checks"][0]["observed"] = evil.into();
+        case["timing"]["slave"] = evil.into();
+        case["traffic"]["sent"]["captures"][1]["slave"] = evil.into();
+        let page = render(&view(&doc));
+        assert!(!page.contains("<script"), "unescaped markup in the page");
+        assert!(page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"));
+    }
+
+    #[test]
+    fn a_case_without_timing_or_traffic_has_no_timeline() {
+        let mut doc = example();
+        doc["cases"][0]["timing"] = Json::Null;
+        doc["cases"][0]["traffic"] = Json::Null;
+        let page = render(&view(&doc));
+        assert!(!page.contains("<svg"));
+        assert!(page.contains("39 checks"));
+    }
+
+    #[test]
+    fn ticks_are_round_steps() {
+        assert_eq!(tick_step(395.0), 50.0);
+        assert_eq!(tick_step(1.4), 0.2);
+        assert_eq!(tick_step(0.0), 1.0);
+        assert_eq!(num(200.0), "200");
+        assert_eq!(num(0.25), "0.25");
+    }
+}

@@ -399,3 +399,50 @@ impl CaseReport {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed schema is the types' schema. `BONDCHECK_WRITE_SCHEMA=1 cargo nextest run
+    /// -E 'test(committed_schema)'` (or `bondcheck report schema > FILE`) writes it anew.
+    #[test]
+    fn committed_schema_matches_the_types() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(SCHEMA_FILE);
+        let generated = json_schema();
+        if std::env::var_os("BONDCHECK_WRITE_SCHEMA").is_some() {
+            write_pretty_json(&path, &generated).expect("writing the schema");
+        }
+        let committed: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("the committed schema"))
+                .expect("the committed schema is JSON");
+        assert!(
+            committed == generated,
+            "{SCHEMA_FILE} does not match the report types: regenerate it with \
+             `BONDCHECK_WRITE_SCHEMA=1 cargo nextest run -E 'test(committed_schema)'`, and if \
+             the change is incompatible (a field removed, renamed or retyped), bump SCHEMA"
+        );
+    }
+
+    #[test]
+    fn the_schema_documents_every_field() {
+        let schema = json_schema();
+        let mut undocumented = Vec::new();
+        let defs = schema["$defs"].as_object().expect("$defs");
+        for (name, def) in
+            std::iter::once(("Report", &schema)).chain(defs.iter().map(|(n, d)| (n.as_str(), d)))
+        {
+            for (field, s) in def["properties"].as_object().into_iter().flatten() {
+                if s.get("description").is_none() {
+                    undocumented.push(format!("{name}.{field}"));
+                }
+            }
+        }
+        assert!(
+            undocumented.is_empty(),
+            "fields without a doc comment: {undocumented:?}"
+        );
+    }
+}
