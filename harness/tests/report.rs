@@ -20,6 +20,8 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::{Value, json};
 
 const HOWTO: &str = "suites/debian-howto";
+/// A change made to a real report, to see a check catch it.
+type Change = fn(&mut Value);
 /// `bondcheck run`'s default number of timing trials.
 const TRIALS: usize = 5;
 
@@ -68,7 +70,7 @@ fn example_validates() -> Result<(), Failed> {
 
 /// The validation's own negative control: each change breaks the schema and must be caught.
 fn schema_refuses() -> Result<(), Failed> {
-    let breakages: [(&str, fn(&mut Value)); 5] = [
+    let breakages: [(&str, Change); 5] = [
         ("another schema id", |r| {
             r["schema"] = json!("bondcheck-report/2")
         }),
@@ -179,7 +181,7 @@ fn real_run_screenshot(browser: &Path) -> Result<(), Failed> {
 
     // The check's own negative controls: pages of the same report without the window, and
     // with one slave's traffic lane gone, must fail it, saying what is missing.
-    let controls: [(&str, fn(&mut Value), &str); 2] = [
+    let controls: [(&str, Change, &str); 2] = [
         (
             "no-window",
             |doc| {
