@@ -2,11 +2,12 @@
 //! changed status, timing medians that moved beyond noise, values the kernels report
 //! differently) and `bondcheck report merge` joins the reports of a sharded run into one.
 //!
-//! A report is read as a JSON document, and only the fields these commands and the JUnit and
-//! KTAP writers look at are typed ([`ReportView`]). Merge carries every other field through as
-//! it was read, so a report keeps fields this code does not know about, and the writer's types
-//! (which hold `&'static str`s) need not be deserialisable. A run renders JUnit and KTAP from
-//! the view of its in-memory report ([`ReportView::of`]), merge from the merged document.
+//! A report is read as a JSON document, and only the fields these commands and the JUnit,
+//! KTAP and HTML writers look at are typed ([`ReportView`]). Merge carries every other field
+//! through as it was read, so a report keeps fields this code does not know about, and the
+//! writer's types (which hold `&'static str`s) need not be deserialisable. A run renders JUnit,
+//! KTAP and HTML from the view of its in-memory report ([`ReportView::of`]), merge and
+//! `report html` from the document read.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

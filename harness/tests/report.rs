@@ -41,6 +41,11 @@ fn main() {
         Trial::test("schema::example_report_validates", example_validates),
         Trial::test("schema::refuses_reports_that_break_it", schema_refuses),
         Trial::test(
+            "schema::report_schema_prints_the_committed_file",
+            schema_printed,
+        ),
+        Trial::test("html::bad_input_is_one_line_and_exit_2", html_bad_input),
+        Trial::test(
             "html::real_run_screenshot_shows_the_failover_timeline",
             move || {
                 real_run_screenshot(
@@ -95,6 +100,49 @@ fn schema_refuses() -> Result<(), Failed> {
         break_it(&mut doc);
         if common::schema_errors(&doc).is_empty() {
             return Err(format!("a report with {what} validates against the schema").into());
+        }
+    }
+    Ok(())
+}
+
+fn schema_printed() -> Result<(), Failed> {
+    let out = bondcheck(&["report", "schema"])?;
+    let committed = std::fs::read(common::repo().join(bondcheck::report::SCHEMA_FILE))?;
+    if out.status.code() != Some(0) || out.stdout != committed {
+        return Err(format!(
+            "`bondcheck report schema` ({:?}) does not print the committed schema",
+            out.status
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn html_bad_input() -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let not_a_report = dir.path().join("not-a-report.json");
+    std::fs::write(&not_a_report, "{\"schema\": \"something-else\"}")?;
+    for input in [dir.path().join("missing.json"), not_a_report] {
+        let out_file = dir.path().join("out.html");
+        let out = bondcheck(&[
+            "report",
+            "html",
+            input.to_str().unwrap(),
+            out_file.to_str().unwrap(),
+        ])?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let name = input.file_name().unwrap().to_string_lossy();
+        if out.status.code() != Some(2)
+            || stderr.lines().count() != 1
+            || !stderr.contains(name.as_ref())
+            || out_file.exists()
+        {
+            return Err(format!(
+                "report html {name}: expected exit 2, one line naming the file and no page; \
+                 got {:?}: {stderr}",
+                out.status
+            )
+            .into());
         }
     }
     Ok(())
