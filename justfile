@@ -3,8 +3,9 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 # Debian packages a run needs: the UML kernel with its bonding module, unshare, and ifup with
-# the ifenslave hooks for `--apply ifupdown`.
-packages := "user-mode-linux util-linux ifupdown ifenslave"
+# the ifenslave hooks for `--apply ifupdown`; and chromium, which the HTML report's test
+# renders the page in.
+packages := "user-mode-linux util-linux ifupdown ifenslave chromium"
 
 default:
     @just --list

@@ -14,7 +14,7 @@ use crate::spec::Spec;
 use crate::topology::Built;
 
 /// One step, the kernel's answer, and the kernel's own words when it refused.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Applied {
     #[serde(flatten)]
     pub answer: Answer,

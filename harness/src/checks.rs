@@ -13,7 +13,10 @@ use crate::observe::{BondView, SlaveView};
 use crate::timing::{Flap, Measured, Sample};
 use crate::traffic::{Arrival, Sent};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// A check's (or a case's) outcome.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Pass,
@@ -23,39 +26,56 @@ pub enum Status {
 }
 
 /// A number measured while checking, with its unit.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
 pub struct Measurement {
+    /// What was measured, e.g. `trial_3`, `median`, `settle_wait`, `enp1s0.observed`.
     pub name: String,
+    /// The number; a number that is not finite is written as null.
+    #[schemars(extend("type" = ["number", "null"]))]
     pub value: f64,
+    /// Its unit, e.g. `ms` or `frames`; empty for a bare count.
     pub unit: &'static str,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+/// One check's verdict: the values compared, the rule behind the expectation, a message.
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Verdict {
+    /// The check's id, e.g. `option.updelay`, `slave.enp1s0.mii_status`, `timing.downdelay`.
     pub check: String,
+    /// `pass`, `fail`, `skip` (not judged, the message says why) or `error`.
     pub status: Status,
     /// What the spec asked for, as written.
     pub requested: Option<String>,
+    /// The model's value (for `apply.answers` the refusals it predicts; null where nothing is
+    /// expected).
     pub expected: Option<Value>,
     /// As netlink reports it.
     pub observed: Option<Value>,
     /// As /proc/net/bonding reports it, where it shows the value.
     pub observed_procfs: Option<Value>,
+    /// The values' unit, e.g. `ms`, if they have one.
     pub unit: Option<&'static str>,
+    /// Why the value is expected, and where that is written.
     pub rule: Option<Rule>,
+    /// One line: on failure, expected against observed in each view, and the rule.
     pub message: String,
+    /// Numbers measured while checking (timing samples and their window, settle waits, frames
+    /// per slave).
     pub measurements: Vec<Measurement>,
 }
 
 /// Everything the checks look at, gathered from the kernel.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Observation {
+    /// The bond as netlink reports it (IFLA_BOND_*, IFLA_BOND_SLAVE_*).
     pub netlink: BondView,
+    /// The bond as /proc/net/bonding reports it.
     pub procfs: BondView,
     /// /proc/net/bonding/<bond> as read.
     pub procfs_text: String,
     /// The kernel's answer to every step of the plan, where the applier sees them.
     pub answers: Option<Vec<Answer>>,
+    /// The bond's IPv4 addresses, `address/prefix`.
     pub addresses: Vec<String>,
     /// How long the harness waited for the slaves to settle, and its deadline.
     #[serde(skip)]
@@ -178,11 +198,19 @@ pub const TIMING: [&str; 4] = [
 /// cannot commit earlier) and at most the upper bound plus the backend's tolerance.
 fn window_verdict(check: &str, window: &Window, samples: &[Sample], tolerance_ms: f64) -> Verdict {
     let limit = window.upper_ms + tolerance_ms;
-    let mut measurements = vec![Measurement {
-        name: "tolerance".into(),
-        value: tolerance_ms,
+    // The window itself as numbers, for readers that draw it (the HTML report's timelines).
+    let mut measurements: Vec<Measurement> = [
+        ("window_lower", window.lower_ms),
+        ("window_upper", window.upper_ms),
+        ("tolerance", tolerance_ms),
+    ]
+    .into_iter()
+    .map(|(name, value)| Measurement {
+        name: name.into(),
+        value,
         unit: "ms",
-    }];
+    })
+    .collect();
     let mut problems = Vec::new();
     let mut got = Vec::new();
     for s in samples {

@@ -2,11 +2,12 @@
 //! changed status, timing medians that moved beyond noise, values the kernels report
 //! differently) and `bondcheck report merge` joins the reports of a sharded run into one.
 //!
-//! A report is read as a JSON document, and only the fields these commands and the JUnit and
-//! KTAP writers look at are typed ([`ReportView`]). Merge carries every other field through as
-//! it was read, so a report keeps fields this code does not know about, and the writer's types
-//! (which hold `&'static str`s) need not be deserialisable. A run renders JUnit and KTAP from
-//! the view of its in-memory report ([`ReportView::of`]), merge from the merged document.
+//! A report is read as a JSON document, and only the fields these commands and the JUnit,
+//! KTAP and HTML writers look at are typed ([`ReportView`]). Merge carries every other field
+//! through as it was read, so a report keeps fields this code does not know about, and the
+//! writer's types (which hold `&'static str`s) need not be deserialisable. A run renders JUnit,
+//! KTAP and HTML from the view of its in-memory report ([`ReportView::of`]), merge and
+//! `report html` from the document read.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -25,13 +26,21 @@ pub struct Loaded {
     pub view: ReportView,
 }
 
-/// The fields of a report (reports/README.md) that diff, merge, JUnit and KTAP use.
+/// The fields of a report (reports/README.md) that diff, merge, JUnit, KTAP and HTML use.
 #[derive(Debug, Deserialize)]
 pub struct ReportView {
+    #[serde(default)]
+    pub tool: Option<ToolView>,
     pub kernel: KernelView,
     #[serde(default)]
     pub duration_ms: f64,
     pub cases: Vec<CaseView>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ToolView {
+    pub name: String,
+    pub version: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -41,6 +50,10 @@ pub struct KernelView {
     #[serde(default)]
     pub bonding_driver: Option<String>,
     pub timing_tolerance_ms: f64,
+    #[serde(default)]
+    pub hz: Option<u32>,
+    #[serde(default)]
+    pub boot_ms: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,6 +72,18 @@ pub struct CaseView {
     pub phases: serde_json::Map<String, Json>,
     #[serde(default)]
     pub spec: Option<SpecView>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub topology: String,
+    #[serde(default)]
+    pub warnings: Vec<crate::report::Warning>,
+    /// The timing trials' samples, for cases that measure timing.
+    #[serde(default)]
+    pub timing: Option<crate::timing::Measured>,
+    /// The frames sent through the bond and every copy the captures saw.
+    #[serde(default)]
+    pub traffic: Option<crate::report::Traffic>,
     pub checks: Vec<CheckView>,
 }
 

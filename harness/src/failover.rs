@@ -37,9 +37,11 @@ const SETTLED_FRAMES: usize = 64;
 const LOG_GUARD_MS: f64 = 1.0;
 
 /// When a change happened, bracketed, in ms from the stream's start.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, schemars::JsonSchema)]
 pub struct Moment {
+    /// The earliest the change can have happened.
     pub from_ms: f64,
+    /// The latest: by then it had surely happened.
     pub to_ms: f64,
     /// What bounds the bracket from below: "request" (the harness's own action), "kmsg" (the
     /// kernel log's record) or "cut" (no log: only the cut bounds the commit).
@@ -47,20 +49,30 @@ pub struct Moment {
 }
 
 /// What a stream through a cut and restore of `slave` saw.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "FailoverStream")]
 pub struct Observed {
+    /// The slave cut and restored.
     pub slave: String,
+    /// One frame was due every period.
     pub period_ms: f64,
+    /// The carrier cut: from the request to the later of its acknowledgement and the slave's
+    /// carrier announcement.
     pub cut: Moment,
-    /// None where the driver did not commit within the deadline: the stream stopped there.
+    /// The DOWN commit; None where the driver did not commit within the deadline: the stream
+    /// stopped there.
     pub down: Option<Moment>,
+    /// The carrier given back (after the DOWN commit only).
     pub restore: Option<Moment>,
+    /// The UP commit; None where it did not come within the deadline.
     pub up: Option<Moment>,
     /// How long each commit was waited for.
     pub deadline_ms: f64,
-    /// The bond's active slave right after each commit (modes that have one).
+    /// The bond's active slave right after the DOWN commit (modes that have one).
     pub active_after_cut: Option<String>,
+    /// The bond's active slave right after the UP commit.
     pub active_after_restore: Option<String>,
+    /// The frames sent and where they arrived.
     pub stream: Streamed,
 }
 

@@ -14,7 +14,9 @@ use crate::options::{Opt, Origin};
 use crate::spec::{Bond, BondOption, Ipv4Net, OptValue};
 
 /// How bondcheck carries the plan out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Applier {
     /// bondcheck's rtnetlink requests, one per ifenslave write, extensions included.

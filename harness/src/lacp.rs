@@ -78,33 +78,42 @@ fn bit_names(bits: u8) -> String {
 }
 
 /// The 802.3ad state of one bond, from netlink.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct AdView {
     /// The bond's own MAC (IFLA_ADDRESS): the system id its LACPDUs carry.
     pub mac: Option<String>,
     /// IFLA_BOND_AD_INFO; the kernel reports it only while there is an active aggregator.
     pub active: Option<ActiveAggregator>,
+    /// Every slave's 802.3ad port state.
     pub ports: Vec<AdPort>,
 }
 
 /// The bond's active aggregator (IFLA_BOND_AD_INFO).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct ActiveAggregator {
+    /// The aggregator's id.
     pub id: u16,
     /// Ports of the aggregator that are enabled (collecting and distributing).
     pub num_ports: u16,
+    /// The bond's operational key for the aggregator.
     pub actor_key: u16,
+    /// The partner's operational key.
     pub partner_key: u16,
     /// The partner's system id.
     pub partner_mac: String,
 }
 
 /// One port's IFLA_BOND_SLAVE_AD_*; absent while the port has no aggregator.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct AdPort {
+    /// The slave's name.
     pub name: String,
+    /// The id of the aggregator the port is attached to.
     pub aggregator: Option<u16>,
+    /// The port's own LACP state bits (activity, timeout, aggregation, sync, collecting,
+    /// distributing, defaulted, expired).
     pub actor_state: Option<u8>,
+    /// The partner's LACP state bits as this port last heard them.
     pub partner_state: Option<u8>,
 }
 
@@ -116,16 +125,20 @@ impl AdView {
 
 /// The bond under test and its partner once every port collected and distributed, or at the
 /// deadline.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Observed {
+    /// The bond under test.
     pub bond: AdView,
+    /// The partner bond's name (the topology's peer master).
     pub partner_name: String,
+    /// The partner bond on the peer side.
     pub partner: AdView,
     /// Whether every slave's actor and partner states showed aggregation, sync, collecting and
     /// distributing before the deadline.
     pub formed: bool,
     /// How long that took (the whole deadline if it did not happen).
     pub waited_ms: f64,
+    /// How long bondcheck was prepared to wait, from the 802.3ad timers.
     pub deadline_ms: f64,
 }
 

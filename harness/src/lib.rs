@@ -14,6 +14,7 @@ pub mod driver;
 pub mod error;
 pub mod failover;
 pub mod frames;
+pub mod html;
 pub mod ifenslave;
 pub mod ifupdown;
 pub mod junit;

@@ -8,7 +8,7 @@ use nix::sys::signal::{SigHandler, Signal, signal};
 
 use bondcheck::ifenslave::Applier;
 use bondcheck::kernel::{self, Backend, Choice, KernelInfo};
-use bondcheck::{Error, compare, junit, ktap, report, run, suite};
+use bondcheck::{Error, compare, html, junit, ktap, report, run, suite};
 
 #[derive(Parser)]
 #[command(
@@ -63,6 +63,10 @@ enum ReportCommand {
         #[command(flatten)]
         formats: Formats,
     },
+    /// Render a saved report as the HTML page `--html` writes.
+    Html { input: PathBuf, output: PathBuf },
+    /// Print the JSON schema of the report (reports/bondcheck-report-1.schema.json).
+    Schema,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -108,6 +112,9 @@ struct Formats {
     /// Also write the results as KTAP version 1 here (one test per case, checks as subtests).
     #[arg(long, value_name = "FILE")]
     ktap: Option<PathBuf>,
+    /// Also write a self-contained HTML page here: a summary table and per-case timelines.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
 }
 
 impl Formats {
@@ -115,6 +122,7 @@ impl Formats {
         for (path, render, what) in [
             (&self.junit, junit::render as fn(&_) -> String, "junit"),
             (&self.ktap, ktap::render, "ktap"),
+            (&self.html, html::render, "html"),
         ] {
             if let Some(path) = path {
                 let text = render(view);
@@ -189,6 +197,18 @@ fn dispatch(args: Vec<OsString>, place: Place) -> i32 {
                     formats,
                 },
         } => merge(&out, &inputs, &formats),
+        Command::Report {
+            command: ReportCommand::Html { input, output },
+        } => render_html(&input, &output),
+        Command::Report {
+            command: ReportCommand::Schema,
+        } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report::json_schema()).expect("serialisable")
+            );
+            Ok(0)
+        }
     };
     result.unwrap_or_else(|e| report_error(&e))
 }
@@ -273,6 +293,14 @@ fn merge(out: &Path, inputs: &[PathBuf], formats: &Formats) -> Result<i32, Error
         out.display()
     );
     formats.write(&view)?;
+    Ok(0)
+}
+
+/// Exit 0 once the page is written.
+fn render_html(input: &Path, output: &Path) -> Result<i32, Error> {
+    let loaded = compare::load(input)?;
+    report::write_atomically(output, html::render(&loaded.view).as_bytes())?;
+    println!("html: {}", output.display());
     Ok(0)
 }
 

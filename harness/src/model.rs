@@ -13,10 +13,12 @@ use crate::options;
 use crate::spec::{Finding, Mode, Spec};
 
 /// A value as a check compares it: expected by the model or observed in the kernel.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Value {
+    /// A numeric option or count.
     Number(u64),
+    /// A word of the kernel's value tables, a name, an address, or a summary in words.
     Text(String),
     /// The kernel has no such setting (e.g. no primary slave).
     None,
@@ -33,9 +35,11 @@ impl std::fmt::Display for Value {
 }
 
 /// Why a value is expected: the rule in words and the place it is documented.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Rule {
+    /// The rule in words, with the numbers it was applied to.
     pub text: String,
+    /// Where the rule is written: a kernel source file (and functions) or a document.
     pub source: &'static str,
 }
 
@@ -52,8 +56,9 @@ pub struct Expectation {
 }
 
 /// One step of the plan and the kernel's predicted (or observed) answer.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Answer {
+    /// The step of ifenslave's plan, e.g. `set miimon 100` or `enslave enp1s0`.
     pub step: String,
     /// The errno name if the kernel refuses the step.
     pub refused: Option<String>,

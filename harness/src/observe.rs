@@ -14,24 +14,32 @@ use crate::procfs::{self, ProcBond};
 
 /// A bond as one of the kernel's views reports it. A field is absent (None, or missing from
 /// `options`) where that view does not show it; comparisons skip such fields.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct BondView {
     /// Bond parameters by kernel name (`miimon`, `xmit_hash_policy`, ...), in the model's words.
     pub options: BTreeMap<String, Value>,
+    /// Whether the bond is administratively up.
     pub up: Option<bool>,
+    /// Whether the bond has carrier (netlink only).
     pub carrier: Option<bool>,
+    /// The slaves, in enslave order.
     pub slaves: Vec<SlaveView>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+/// One slave as a view of the bond reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct SlaveView {
+    /// The slave's interface name.
     pub name: String,
     /// "up", "going down", "down" or "going back", as /proc/net/bonding words it.
     pub mii_status: Option<String>,
     /// "active" or "backup".
     pub state: Option<String>,
+    /// How often the link monitor saw the slave's link fail.
     pub link_failure_count: Option<u32>,
+    /// The slave's own MAC address, before the bond changed it.
     pub perm_hwaddr: Option<String>,
+    /// The slave's transmit queue id.
     pub queue_id: Option<u16>,
     /// Failover priority (netlink only).
     pub prio: Option<i32>,

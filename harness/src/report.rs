@@ -16,19 +16,34 @@ use crate::suite::Perturbation;
 /// Bumped on any incompatible change to the report's shape; reports/README.md documents it.
 pub const SCHEMA: &str = "bondcheck-report/1";
 
-#[derive(Debug, Clone, serde::Serialize)]
+/// Where the report's JSON schema is committed, relative to the repository's root.
+pub const SCHEMA_FILE: &str = "reports/bondcheck-report-1.schema.json";
+
+/// A bondcheck compliance report: what ran on which kernel, and every case's verdicts.
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Report {
+    /// The report format and its version, `bondcheck-report/1`.
+    #[schemars(extend("const" = SCHEMA))]
     pub schema: &'static str,
+    /// The bondcheck that wrote the report.
     pub tool: Tool,
+    /// The kernel the cases ran on.
     pub kernel: KernelInfo,
+    /// The run's time on the kernel that ran it, without a guest's boot; a merged report's is
+    /// the sum of its shards'.
     pub duration_ms: f64,
+    /// Counts over `cases`.
     pub summary: Summary,
+    /// One per case, in run order (a merged report's sorted by name, then applier).
     pub cases: Vec<CaseReport>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+/// The program that wrote a report.
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Tool {
+    /// `bondcheck`.
     pub name: &'static str,
+    /// bondcheck's version (its crate version).
     pub version: &'static str,
 }
 
@@ -41,17 +56,27 @@ impl Tool {
     }
 }
 
-#[derive(Debug, Clone, Default, serde::Serialize)]
+/// Counts of cases and checks by outcome.
+#[derive(Debug, Clone, Default, serde::Serialize, schemars::JsonSchema)]
 pub struct Summary {
+    /// Cases run, negative controls included.
     pub cases: usize,
+    /// Cases whose status is `pass` (for a negative control: it held).
     pub cases_passed: usize,
+    /// Cases whose status is `fail`.
     pub cases_failed: usize,
+    /// Cases that could not be carried out (status `error`).
     pub cases_error: usize,
     /// Check verdicts of regular cases (negative controls are counted below).
     pub checks_passed: usize,
+    /// Check verdicts of regular cases that failed or could not be judged (`fail`, `error`).
     pub checks_failed: usize,
+    /// Check verdicts of regular cases that were skipped, with the reason in their message.
     pub checks_skipped: usize,
+    /// Negative controls where exactly the `must_fail` checks failed.
     pub negative_controls_held: usize,
+    /// Negative controls where some other set of checks failed, or the case could not be
+    /// carried out.
     pub negative_controls_broken: usize,
 }
 
@@ -113,17 +138,25 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     run().map_err(|e| Error::file(path, &e))
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+/// The interfaces(5) file a case brings up.
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct SpecRef {
+    /// The interfaces(5) file, as bondcheck was given it.
     pub path: String,
+    /// The SHA-256 of the file's bytes, in hex.
     pub sha256: String,
 }
 
-#[derive(Debug, Clone, Default, serde::Serialize)]
+/// A case's wall time by phase, in ms; a phase the case did not reach is 0.
+#[derive(Debug, Clone, Default, serde::Serialize, schemars::JsonSchema)]
 pub struct Phases {
+    /// Building the topology: namespaces, veth pairs, the peer side's devices.
     pub setup_ms: f64,
+    /// Bringing the spec up with the applier.
     pub apply_ms: f64,
+    /// Reading both views of the bond, including waiting for the slaves to settle.
     pub observe_ms: f64,
+    /// Comparing the observations with the model.
     pub checks_ms: f64,
     /// Waiting for the 802.3ad aggregate to form with an LACP partner.
     pub lacp_ms: f64,
@@ -133,33 +166,43 @@ pub struct Phases {
     pub timing_ms: f64,
     /// One more cut and restore with a stream of frames flowing (timing cases).
     pub failover_ms: f64,
+    /// Dropping the namespaces (the kernel finishes asynchronously).
     pub teardown_ms: f64,
 }
 
 /// The traffic phase: the case's settings, the model's view of the slaves when the frames
 /// were sent, and what every capture saw.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Traffic {
+    /// The case's `[traffic]` table, defaults filled in.
     pub settings: crate::suite::Traffic,
     /// The slaves the model counts as usable (`bond_slave_can_tx`) while the frames go out.
     pub usable: Vec<String>,
+    /// The bond's active slave while the frames go out, in modes that have one.
     pub active: Option<String>,
+    /// What was sent and what every capture saw.
     pub sent: crate::traffic::Sent,
 }
 
 /// A negative control's outcome: it holds when exactly the `must_fail` checks failed.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct ControlVerdict {
+    /// The changes made to the real bond behind the applier's back.
     pub perturb: Vec<Perturbation>,
+    /// The checks the perturbation must make fail, no more and no fewer.
     pub must_fail: Vec<String>,
+    /// The checks that did not pass.
     pub failed: Vec<String>,
+    /// Whether exactly the `must_fail` checks failed and the case was carried out.
     pub held: bool,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+/// Something the admin should know about a place in the spec.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Warning {
     /// `file:line:column`
     pub at: String,
+    /// What the admin should know about that place (rounding, options with no effect).
     pub message: String,
 }
 
@@ -172,24 +215,38 @@ impl From<&Finding> for Warning {
     }
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+/// One case: its spec, what the applier did, what the kernel showed and every check's verdict.
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct CaseReport {
+    /// The case's folder relative to the folder given (`debian-howto`,
+    /// `negative-controls/updelay-changed`), or the interfaces file's name.
     pub name: String,
+    /// The case's folder or interfaces file.
     pub path: String,
+    /// The case's `description` from case.toml.
     pub description: String,
+    /// The interfaces(5) file the case brings up.
     pub spec: SpecRef,
+    /// The topology's name (a file of veth-topologies/ without `.toml`).
     pub topology: String,
     /// How the spec was brought up: `netlink` or `ifupdown`.
     pub applier: Applier,
     /// pass: every check passed (a negative control: it held); fail; error: the case could not
     /// be carried out (see `error`).
     pub status: Status,
+    /// Why the case could not be carried out, when its status is `error`.
     pub error: Option<String>,
+    /// A negative control's outcome; null for a regular case.
     pub negative_control: Option<ControlVerdict>,
+    /// The case's wall time.
     pub duration_ms: f64,
+    /// The case's wall time, split by phase.
     pub phases: Phases,
+    /// What the model says the admin should know about the spec.
     pub warnings: Vec<Warning>,
+    /// Every step the applier carried out and the kernel's answer.
     pub apply: Vec<Applied>,
+    /// What the kernel showed of the bond; null if the case ended before observing.
     pub observed: Option<Observation>,
     /// Timing trials' samples, for cases that measure timing.
     pub timing: Option<crate::timing::Measured>,
@@ -199,7 +256,19 @@ pub struct CaseReport {
     pub traffic: Option<Traffic>,
     /// Timing cases: the stream of frames through one more cut and restore.
     pub failover: Option<crate::failover::Observed>,
+    /// One verdict per check, in the order they ran.
     pub checks: Vec<Verdict>,
+}
+
+/// The JSON schema of what `--report` writes, generated from these types (their doc comments
+/// are its descriptions): committed as [`SCHEMA_FILE`], printed by `bondcheck report schema`.
+pub fn json_schema() -> serde_json::Value {
+    let generator = schemars::generate::SchemaSettings::draft2020_12()
+        .for_serialize()
+        .into_generator();
+    let mut schema = generator.into_root_schema_for::<Report>();
+    schema.insert("title".into(), SCHEMA.into());
+    schema.to_value()
 }
 
 impl Report {
@@ -334,5 +403,52 @@ impl CaseReport {
             out += &format!("  {:?} {}: {}\n", c.status, c.check, c.message);
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed schema is the types' schema. `BONDCHECK_WRITE_SCHEMA=1 cargo nextest run
+    /// -E 'test(committed_schema)'` (or `bondcheck report schema > FILE`) writes it anew.
+    #[test]
+    fn committed_schema_matches_the_types() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(SCHEMA_FILE);
+        let generated = json_schema();
+        if std::env::var_os("BONDCHECK_WRITE_SCHEMA").is_some() {
+            write_pretty_json(&path, &generated).expect("writing the schema");
+        }
+        let committed: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("the committed schema"))
+                .expect("the committed schema is JSON");
+        assert!(
+            committed == generated,
+            "{SCHEMA_FILE} does not match the report types: regenerate it with \
+             `BONDCHECK_WRITE_SCHEMA=1 cargo nextest run -E 'test(committed_schema)'`, and if \
+             the change is incompatible (a field removed, renamed or retyped), bump SCHEMA"
+        );
+    }
+
+    #[test]
+    fn the_schema_documents_every_field() {
+        let schema = json_schema();
+        let mut undocumented = Vec::new();
+        let defs = schema["$defs"].as_object().expect("$defs");
+        for (name, def) in
+            std::iter::once(("Report", &schema)).chain(defs.iter().map(|(n, d)| (n.as_str(), d)))
+        {
+            for (field, s) in def["properties"].as_object().into_iter().flatten() {
+                if s.get("description").is_none() {
+                    undocumented.push(format!("{name}.{field}"));
+                }
+            }
+        }
+        assert!(
+            undocumented.is_empty(),
+            "fields without a doc comment: {undocumented:?}"
+        );
     }
 }

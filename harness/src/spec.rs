@@ -99,7 +99,7 @@ impl Bond {
 }
 
 /// The seven bonding modes, with the names and numbers ifenslave and the kernel accept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, schemars::JsonSchema)]
 pub enum Mode {
     BalanceRr,
     ActiveBackup,

@@ -43,12 +43,17 @@ pub struct Timing {
 
 /// The frames every case sends through its bond: how many, over how many flows, from which
 /// seed, and which slaves are cut (and committed down by the driver) before sending.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+#[schemars(rename = "TrafficSettings")]
 pub struct Traffic {
+    /// Frames sent through the bond.
     pub frames: usize,
+    /// Distinct flows they are spread over.
     pub flows: usize,
+    /// The flow mix's seed: the same seed gives the same bytes.
     pub seed: u64,
+    /// Slaves cut (peer end down) and committed down by the driver before sending.
     pub down: Vec<String>,
 }
 
@@ -89,13 +94,18 @@ pub struct NegativeControl {
 }
 
 /// One change made to the real bond behind the applier's back, and when.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Perturbation {
+    /// When the change is made.
     pub at: Moment,
+    /// What is changed.
     pub change: Change,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+/// When in a case a perturbation is made.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Moment {
     /// After the topology is built, before the spec is applied.
@@ -108,16 +118,15 @@ pub enum Moment {
     BeforeTraffic,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// A perturbation: the change made to the real bond.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Change {
     /// Write a numeric or worded option (`set-updelay`, `set-xmit-hash-policy`, ...).
-    Set {
-        option: &'static str,
-        value: u64,
-    },
+    Set { option: &'static str, value: u64 },
     /// Release the slaves, change the mode, enslave them again.
     SetMode(Mode),
+    /// Set the primary slave.
     SetPrimary(String),
     /// Make a slave the active one (modes with an active slave).
     SetActiveSlave(String),
@@ -128,6 +137,7 @@ pub enum Change {
     /// Release a slave's peer end from the topology's peer master, leaving it up: that port of
     /// the switch leaves the aggregate (or the bridge) while the link stays up.
     ReleasePeer(String),
+    /// Remove the bond's IPv4 addresses.
     FlushAddress,
 }
 

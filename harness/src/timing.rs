@@ -14,8 +14,9 @@ use crate::netlink::{self, SlaveEvent};
 use crate::topology::Built;
 
 /// One transition of one trial, from the moment bondcheck asked for the carrier change.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Sample {
+    /// The trial's number, from 1.
     pub trial: usize,
     /// Until the netlink notification reached bondcheck; None if none came before the deadline.
     pub netlink_ms: Option<f64>,
@@ -25,13 +26,18 @@ pub struct Sample {
     pub active: Option<String>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+/// The timing trials of one case: every transition's sample, and the link failure count.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Measured {
+    /// The slave whose carrier was cut and restored.
     pub slave: String,
+    /// Carrier cut → slave committed down, one sample per trial.
     pub down: Vec<Sample>,
+    /// Carrier restored → slave committed up, one sample per trial.
     pub up: Vec<Sample>,
     /// The slave's link failure count before the first cut and after the last.
     pub link_failures_before: u32,
+    /// The slave's link failure count after the last restore.
     pub link_failures_after: u32,
     /// The flap shorter than downdelay, after the trials (with a downdelay of a tick or more).
     pub flap: Option<Flap>,
@@ -144,8 +150,9 @@ async fn wait_for(
 /// A carrier flap shorter than downdelay: the slave's carrier is cut, the monitor is seen to
 /// propose "going down" (FAIL, which the driver never announces, so its state is polled), and
 /// the carrier is given back at once.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Flap {
+    /// The slave whose carrier flapped.
     pub slave: String,
     /// From the cut until the slave was seen going down; None if it never was.
     pub going_down_ms: Option<f64>,
@@ -155,7 +162,9 @@ pub struct Flap {
     pub up_ms: Option<f64>,
     /// "down" as the kernel announced it for the slave meanwhile (none expected).
     pub announced: Vec<String>,
+    /// The slave's link failure count before the flap.
     pub link_failures_before: u32,
+    /// And after it.
     pub link_failures_after: u32,
 }
 

@@ -53,8 +53,11 @@ pub struct Lane<'a> {
 }
 
 /// One frame seen on one slave's peer end.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct Arrival {
+    /// The frame's sequence number in the run's mix.
     pub seq: u32,
     /// Index of the slave in enslave order.
     pub slave: usize,
@@ -63,9 +66,11 @@ pub struct Arrival {
 }
 
 /// What one capture saw, and what the kernel says it dropped.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Capture {
+    /// The slave whose peer end was captured on.
     pub slave: String,
+    /// The peer end's interface name.
     pub peer: String,
     /// bondcheck's frames of this run.
     pub frames: usize,
@@ -78,17 +83,23 @@ pub struct Capture {
 }
 
 /// The traffic phase's raw result.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Sent {
+    /// Frames sent through the bond.
     pub frames: usize,
+    /// Rounds they went in: at most 512 frames each, ended by a fence frame on every slave.
     pub rounds: usize,
     /// The CPU the frames were sent from.
     pub cpu: Option<usize>,
     /// Frames the bond dropped as they were sent (ENOBUFS): lost, as the captures show.
     pub dropped_at_send: usize,
+    /// Time spent handing the frames to the bond.
     pub send_ms: f64,
+    /// Time from the first frame to the last round's fences reaching every capture.
     pub total_ms: f64,
+    /// One per slave, in enslave order.
     pub captures: Vec<Capture>,
+    /// Every copy of every frame a capture saw.
     pub arrivals: Vec<Arrival>,
 }
 
@@ -458,20 +469,28 @@ pub struct Pace {
 
 /// When one frame of a stream was handed to the kernel: the `sendmmsg` call that carried it
 /// began and returned (µs from the stream's start).
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct SendTime {
+    /// The call began.
     pub from_us: f64,
+    /// The call returned.
     pub to_us: f64,
 }
 
 /// A stream's raw result: what was sent when, and where it arrived.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Streamed {
+    /// The CPU the frames were sent from.
     pub cpu: Option<usize>,
     /// Frames the bond dropped as they were sent (ENOBUFS): lost, as the captures show.
     pub dropped_at_send: usize,
+    /// Per frame, in sequence order: the send call that carried it.
     pub sends: Vec<SendTime>,
+    /// What each slave's capture saw.
     pub captures: Vec<Capture>,
+    /// Every copy seen, with its kernel receive timestamp from the stream's start.
     pub arrivals: Vec<Arrival>,
 }
 

@@ -12,9 +12,14 @@
 //! as ignored, decided at list time, so nextest and libtest report them as skipped rather than
 //! passed. So is `apply.answers` under ifupdown, which cannot observe the kernel's answer to
 //! each write.
+//!
+//! Each case and applier also has a trial `<case>::report.schema`: its real report validates
+//! against the committed schema (reports/bondcheck-report-1.schema.json).
+
+mod common;
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use bondcheck::ifenslave::Applier;
@@ -26,16 +31,12 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use nix::fcntl::{Flock, FlockArg};
 use serde_json::Value;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
+/// The trial that validates a case's report against the schema, beside its checks' trials.
+const REPORT_SCHEMA: &str = "report.schema";
 
 fn main() {
     let args = Arguments::from_args();
-    let root = repo();
+    let root = common::repo();
     let cases = match suite::discover(&root.join("suites"), &root.join("veth-topologies")) {
         Ok(cases) => cases,
         Err(e) => {
@@ -62,7 +63,8 @@ fn main() {
             None => &[Applier::Netlink, Applier::Ifupdown],
         };
         for &applier in appliers {
-            for check in case.check_ids(applier) {
+            let checks = case.check_ids(applier);
+            for check in checks.into_iter().chain([REPORT_SCHEMA.to_string()]) {
                 let (name, unavailable) = match applier {
                     Applier::Netlink => (format!("{}::{check}", case.name), no_kernel.is_some()),
                     Applier::Ifupdown => (
@@ -85,6 +87,12 @@ fn main() {
 /// One check of one case: the case's report is produced once per test run and shared.
 fn run_trial(case: &Case, applier: Applier, check: &str) -> Result<(), Failed> {
     let report = case_report(case, applier)?;
+    if check == REPORT_SCHEMA {
+        return match common::schema_errors(&report).as_slice() {
+            [] => Ok(()),
+            errors => Err(format!("the report breaks the schema:\n{}", errors.join("\n")).into()),
+        };
+    }
     let case_json = &report["cases"][0];
     if let Some(err) = case_json["error"].as_str() {
         return Err(format!("case {} could not be carried out: {err}", case.name).into());
@@ -130,7 +138,7 @@ fn case_report(case: &Case, applier: Applier) -> Result<Value, Failed> {
         Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, e)| format!("locking: {e}"))?;
     if !report.exists() {
         let out = Command::new(env!("CARGO_BIN_EXE_bondcheck"))
-            .current_dir(repo())
+            .current_dir(common::repo())
             .arg("run")
             .arg("--kernel=auto")
             .arg(format!("--apply={applier}"))

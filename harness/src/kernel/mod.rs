@@ -18,10 +18,11 @@ pub enum Choice {
 }
 
 /// Facts about the kernel a run used, for the report.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct KernelInfo {
     /// "host" or "uml".
     pub backend: &'static str,
+    /// The kernel's release (`uname -r` where the cases ran).
     pub release: String,
     /// The bonding driver's version line from /proc/net/bonding, once a bond existed.
     pub bonding_driver: Option<String>,
