@@ -99,12 +99,62 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
+fn vm_backend_refuses_a_bad_image_or_module_tree_with_exit_2() {
+    let root = tempfile::tempdir().unwrap();
+    let boot = root.path().join("boot");
+    std::fs::create_dir_all(&boot).unwrap();
+    let text = boot.join("notes.txt");
+    std::fs::write(&text, "not a kernel\n").unwrap();
+    // The boot protocol's setup header: "HdrS" at 0x202, the version string's offset from
+    // 0x200 at 0x20e.
+    let image = boot.join("vmlinuz-6.9.9-test");
+    let mut bytes = vec![0u8; 0x400];
+    bytes[0x202..0x206].copy_from_slice(b"HdrS");
+    bytes[0x20e] = 0x10;
+    bytes[0x210..0x21e].copy_from_slice(b"6.9.9-test #1\0");
+    std::fs::write(&image, bytes).unwrap();
+    let tree = root.path().join("lib/modules/6.9.9-test");
+    let run = |image: &Path| {
+        let kernel = format!("vm:{}", image.display());
+        bondcheck(&["run", "suites/debian-howto", "--kernel", &kernel])
+    };
+    let refused = |out: Output, want: &str| {
+        let lines = stderr_lines(&out);
+        assert_eq!(out.status.code(), Some(2), "{lines:?}");
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains(want), "{:?} lacks {want:?}", lines[0]);
+    };
+    refused(
+        run(&root.path().join("missing")),
+        "missing: no such file or directory",
+    );
+    refused(run(&text), "not a kernel image");
+    refused(run(&image), "no modules for Linux 6.9.9-test");
+    std::fs::create_dir_all(tree.join("kernel/drivers/net")).unwrap();
+    refused(run(&image), "run `depmod -b ROOT 6.9.9-test`");
+    std::fs::write(
+        tree.join("modules.dep"),
+        "kernel/drivers/net/veth.ko.xz:\nkernel/net/bridge/bridge.ko.xz:\n",
+    )
+    .unwrap();
+    refused(run(&image), "have no bonding module");
+    // A usage error in clap's words (three lines, like any other).
+    let out = bondcheck(&["run", "suites/debian-howto", "--kernel", "vm:"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr_lines(&out)[0].contains("vm: needs a kernel image"));
+}
+
+#[test]
 fn doctor_names_every_backend() {
     let out = bondcheck(&["doctor"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.lines().any(|l| l.starts_with("host ")), "{text}");
     assert!(text.lines().any(|l| l.starts_with("uml ")), "{text}");
-    let usable = text.contains(" usable:");
+    assert!(text.lines().any(|l| l.starts_with("vm ")), "{text}");
+    // `auto` never boots a VM (it needs an image): only host and UML make doctor pass.
+    let usable = text
+        .lines()
+        .any(|l| (l.starts_with("host ") || l.starts_with("uml ")) && l.contains(" usable:"));
     assert_eq!(
         out.status.code(),
         Some(if usable { 0 } else { 3 }),
