@@ -63,6 +63,14 @@ enum ReportCommand {
         #[command(flatten)]
         formats: Formats,
     },
+    /// Join reports of the same cases on different kernels (one report per kernel) into a
+    /// matrix of cases × kernels, written to OUT; prints it as a table.
+    /// Exit 0: every case passed on every kernel, 1: not, 2: bad input.
+    Matrix {
+        out: PathBuf,
+        #[arg(required = true, num_args = 2..)]
+        inputs: Vec<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -196,6 +204,9 @@ fn dispatch(args: Vec<OsString>, place: Place) -> i32 {
                     formats,
                 },
         } => merge(&out, &inputs, &formats),
+        Command::Report {
+            command: ReportCommand::Matrix { out, inputs },
+        } => matrix(&out, &inputs),
     };
     result.unwrap_or_else(|e| report_error(&e))
 }
@@ -282,6 +293,15 @@ fn merge(out: &Path, inputs: &[PathBuf], formats: &Formats) -> Result<i32, Error
     );
     formats.write(&view)?;
     Ok(0)
+}
+
+/// The matrix as a table on stdout and as JSON in OUT.
+fn matrix(out: &Path, inputs: &[PathBuf]) -> Result<i32, Error> {
+    let m = bondcheck::matrix::of_files(inputs)?;
+    report::write_pretty_json(out, &m)?;
+    print!("{}", m.text());
+    println!("matrix: {}", out.display());
+    Ok(m.exit_code())
 }
 
 /// `--shard K/N`: this job's part of the cases.
