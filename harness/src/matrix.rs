@@ -254,6 +254,7 @@ impl Matrix {
         for (k, w) in self.kernels.iter().zip(&widths) {
             let _ = write!(out, "  {:<w$}", k.label);
         }
+        out.truncate(out.trim_end().len());
         out.push('\n');
         for row in &self.cases {
             let _ = write!(
@@ -265,6 +266,7 @@ impl Matrix {
             for (c, w) in row.results.iter().zip(&widths) {
                 let _ = write!(out, "  {:<w$}", c.status);
             }
+            out.truncate(out.trim_end().len());
             out.push('\n');
         }
         out.push_str("\ndifferences (bondcheck report diff A B lists them):\n");

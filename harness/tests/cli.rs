@@ -505,6 +505,36 @@ fn report_merge_refuses_shards_of_different_kernels_or_overlapping_cases() {
 }
 
 #[test]
+fn report_matrix_joins_kernels_and_needs_two_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let uml = write_json(dir.path(), "uml.json", &report("6.1", fixture_cases()));
+    let mut newer = report("6.12", fixture_cases());
+    newer["kernel"]["backend"] = json!("vm");
+    newer["kernel"]["hz"] = json!(250);
+    newer["cases"][0]["checks"][0]["status"] = json!("fail");
+    let vm = write_json(dir.path(), "6.12.json", &newer);
+    let out_path = dir.path().join("matrix.json");
+    let out_str = out_path.to_str().unwrap();
+    let out = bondcheck(&["report", "matrix", out_str, &uml, &vm]);
+    // The fixture has failing cases: exit 1, the matrix written all the same.
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = stdout(&out);
+    assert!(text.contains("6.12  Linux 6.12 (vm, HZ=250"), "{text}");
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
+    assert_eq!(m["schema"], "bondcheck-matrix/1");
+    assert_eq!(m["kernels"][1]["label"], "6.12");
+    assert_eq!(m["differences"][0]["check_status"], 1);
+    assert_eq!(m["complete"], true);
+    // Arguments: one report is not a matrix; a bad report is one line and exit 2.
+    let one = bondcheck(&["report", "matrix", out_str, &uml]);
+    assert_eq!(one.status.code(), Some(2));
+    let bad = write_json(dir.path(), "bad.json", &json!({"schema": "x"}));
+    let out = bondcheck(&["report", "matrix", out_str, &uml, &bad]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stderr_lines(&out).len(), 1, "{out:?}");
+}
+
+#[test]
 fn run_shard_must_be_k_of_n_with_k_in_1_to_n() {
     for (shard, why) in [
         ("0/3", "K must be in 1..=3"),

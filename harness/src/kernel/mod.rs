@@ -193,7 +193,8 @@ pub fn probes() -> Vec<Probe> {
 /// Runs a guest's launcher (`unshare ... linux.uml` or `vng`) so that nothing it starts outlives
 /// bondcheck: in a process group of its own (the terminal's Ctrl-C is bondcheck's to interpret),
 /// tied to this thread by PR_SET_PDEATHSIG. SIGINT, SIGTERM and SIGHUP kill the whole group;
-/// the answer is then the signal. `what` names the guest in errors.
+/// the answer is then the signal. `what` names the guest in errors. A piped stdout or stderr
+/// is copied to bondcheck's own as it comes.
 pub fn run_contained(mut cmd: Command, what: &str) -> Result<Contained> {
     cmd.process_group(0);
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec. The child
@@ -208,10 +209,17 @@ pub fn run_contained(mut cmd: Command, what: &str) -> Result<Contained> {
         .spawn()
         .map_err(|e| Error::run(format!("cannot start {what}: {e}")))?;
     let pid = child.id() as i32;
+    let (out, err) = (child.stdout.take(), child.stderr.take());
     let handle = signals.handle();
     // A scoped thread borrows `signals`, so its self-pipe stays open until after `close()`
     // has woken the watcher: closing a dropped iterator would write into a closed pipe.
     let (status, caught) = std::thread::scope(|scope| {
+        if let Some(mut out) = out {
+            scope.spawn(move || std::io::copy(&mut out, &mut std::io::stdout()));
+        }
+        if let Some(mut err) = err {
+            scope.spawn(move || std::io::copy(&mut err, &mut std::io::stderr()));
+        }
         let watcher = scope.spawn(|| {
             let sig = signals.forever().next();
             if sig.is_some() {

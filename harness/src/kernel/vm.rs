@@ -34,8 +34,13 @@ const GUEST_VAR: &str = "BONDCHECK_VM_GUEST";
 pub const SLACK_MS: u64 = 2000;
 
 /// How far past the model's upper bound a timing sample may land under TCG. Measured on this
-/// project's 2-core machine (Debian 6.1.192 and 6.12.95, HZ=250, debian-howto and the timing
-/// negative controls, 5 trials each): see the README's figures. TBD.
+/// project's 2-core machine, shared with other jobs (load average up to 7), over three runs of
+/// the default suites (Debian 6.1.192 and 6.12.95, HZ=250, one vCPU), every netlink sample a
+/// control does not set out to break: of 60 per run, the latest landed 60.5 and 44.8 ms past
+/// the bound (next 19.8 and 21.5), and 70.1 ms in the third run; UML's worst in the same matrix
+/// was 6.9 ms. The lateness is the TCG guest waking bondcheck, not the driver. 80 ms holds all
+/// of them, and stays below one monitor tick of the suites' miimon 100 (P + G = 104 ms at
+/// HZ=250), so a delay a whole tick too long still fails, as the timing controls show.
 pub const TIMING_TOLERANCE_MS: f64 = 80.0;
 
 /// Guest memory: Debian's kernel, its initramfs of virtio modules, one bondcheck.
@@ -203,11 +208,13 @@ pub fn run_in_guest(vm: &VmKernel, args: Vec<OsString>, outputs: &[PathBuf]) -> 
     for dir in writable_dirs(outputs)? {
         cmd.arg(format!("--rwdir={}", dir.display()));
     }
+    // Pipes, copied by bondcheck: qemu reopens its stdout (/proc/self/fd/1) for the console,
+    // which for a file starts a new offset and overwrites what bondcheck wrote before it.
     cmd.arg("--exec")
         .arg(command)
         .stdin(Stdio::null())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit());
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     super::run_contained(cmd, "vng").and_then(|c| c.exit_code("VM guest"))
 }
 
