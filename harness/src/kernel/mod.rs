@@ -53,12 +53,12 @@ impl std::str::FromStr for Choice {
 /// Facts about the kernel a run used, for the report.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct KernelInfo {
-    /// "host" or "uml".
+    /// "host", "uml" or "vm".
     pub backend: &'static str,
     pub release: String,
     /// The bonding driver's version line from /proc/net/bonding, once a bond existed.
     pub bonding_driver: Option<String>,
-    /// Time from the guest kernel's start to bondcheck running in it (UML only).
+    /// Time from the guest kernel's start to bondcheck running in it (UML and VM guests).
     pub boot_ms: Option<f64>,
     /// Scheduling slack added to the model's waits on this backend.
     pub slack_ms: u64,
