@@ -67,6 +67,14 @@ enum ReportCommand {
     Html { input: PathBuf, output: PathBuf },
     /// Print the JSON schema of the report (reports/bondcheck-report-1.schema.json).
     Schema,
+    /// Join reports of the same cases on different kernels (one report per kernel) into a
+    /// matrix of cases × kernels, written to OUT; prints it as a table.
+    /// Exit 0: every case passed on every kernel, 1: not, 2: bad input.
+    Matrix {
+        out: PathBuf,
+        #[arg(required = true, num_args = 2..)]
+        inputs: Vec<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -89,8 +97,9 @@ struct RunArgs {
     /// by name. `report merge` joins the shards' reports.
     #[arg(long, value_name = "K/N")]
     shard: Option<String>,
-    /// Where to get a kernel with a bonding driver.
-    #[arg(long, value_enum, default_value = "auto")]
+    /// Where to get a kernel with a bonding driver: auto, host, uml, or vm:IMAGE (a kernel
+    /// image with its modules, booted in qemu through virtme-ng).
+    #[arg(long, default_value = "auto")]
     kernel: Choice,
     /// Folder of topology files named by the cases.
     #[arg(long, value_name = "DIR", default_value = "veth-topologies")]
@@ -134,14 +143,20 @@ impl Formats {
     }
 }
 
-/// Where this process runs: on the host, or as init of a UML guest (with its boot time).
+/// Where this process runs: on the host, as init of a UML guest (with its boot time), or in a
+/// VM guest (with the host's time when it started the guest).
 #[derive(Clone, Copy)]
 enum Place {
     Host,
     Guest { boot_ms: f64 },
+    VmGuest { started_ns: u128 },
 }
 
 fn main() {
+    if let Some(started_ns) = kernel::vm::guest() {
+        let code = dispatch(std::env::args_os().collect(), Place::VmGuest { started_ns });
+        std::process::exit(kernel::GUEST_EXIT_BASE + code)
+    }
     match kernel::uml::guest_job() {
         None => {
             // Like any Unix filter: output into a closed pipe (`| head`) ends the program
@@ -209,6 +224,9 @@ fn dispatch(args: Vec<OsString>, place: Place) -> i32 {
             );
             Ok(0)
         }
+        Command::Report {
+            command: ReportCommand::Matrix { out, inputs },
+        } => matrix(&out, &inputs),
     };
     result.unwrap_or_else(|e| report_error(&e))
 }
@@ -248,7 +266,8 @@ fn doctor() -> i32 {
         let word = if p.usable { "usable" } else { "not usable" };
         println!("{:<5} {word}: {}", p.backend, p.detail);
     }
-    match probes.iter().find(|p| p.usable) {
+    // `auto` never picks vm: it needs an image.
+    match probes.iter().find(|p| p.usable && p.backend != "vm") {
         Some(p) => {
             println!("--kernel auto uses: {}", p.backend);
             0
@@ -302,6 +321,15 @@ fn render_html(input: &Path, output: &Path) -> Result<i32, Error> {
     report::write_atomically(output, html::render(&loaded.view).as_bytes())?;
     println!("html: {}", output.display());
     Ok(0)
+}
+
+/// The matrix as a table on stdout and as JSON in OUT.
+fn matrix(out: &Path, inputs: &[PathBuf]) -> Result<i32, Error> {
+    let m = bondcheck::matrix::of_files(inputs)?;
+    report::write_pretty_json(out, &m)?;
+    print!("{}", m.text());
+    println!("matrix: {}", out.display());
+    Ok(m.exit_code())
 }
 
 /// `--shard K/N`: this job's part of the cases.
@@ -384,17 +412,31 @@ fn run_command(args: Vec<OsString>, place: Place, opts: RunArgs) -> Result<i32, 
             boot_ms: Some(boot_ms),
             ..KernelInfo::current("uml")
         },
-        Place::Host => match kernel::select(opts.kernel)? {
+        Place::VmGuest { started_ns } => match &opts.kernel {
+            Choice::Vm(image) => kernel::vm::guest_init(started_ns, image)?,
+            _ => return Err(Error::run("a VM guest run without --kernel vm:IMAGE")),
+        },
+        Place::Host => match kernel::select(opts.kernel.clone())? {
             Backend::Host => KernelInfo::current("host"),
             Backend::Uml(uml) => {
                 println!("bondcheck: booting {} ...", uml.describe());
                 return kernel::uml::run_in_guest(&uml, args);
             }
+            Backend::Vm(vm) => {
+                println!("bondcheck: booting {} ...", vm.describe());
+                let outputs: Vec<PathBuf> = [&opts.report, &opts.formats.junit, &opts.formats.ktap]
+                    .into_iter()
+                    .flatten()
+                    .cloned()
+                    .collect();
+                return kernel::vm::run_in_guest(&vm, args, &outputs);
+            }
         },
     };
     if let Some(ms) = kernel.boot_ms {
         println!(
-            "bondcheck: in a UML guest, Linux {} (booted in {ms:.0} ms)",
+            "bondcheck: in a {} guest, Linux {} (booted in {ms:.0} ms)",
+            kernel.backend.to_uppercase(),
             kernel.release
         );
     }

@@ -99,12 +99,62 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
+fn vm_backend_refuses_a_bad_image_or_module_tree_with_exit_2() {
+    let root = tempfile::tempdir().unwrap();
+    let boot = root.path().join("boot");
+    std::fs::create_dir_all(&boot).unwrap();
+    let text = boot.join("notes.txt");
+    std::fs::write(&text, "not a kernel\n").unwrap();
+    // The boot protocol's setup header: "HdrS" at 0x202, the version string's offset from
+    // 0x200 at 0x20e.
+    let image = boot.join("vmlinuz-6.9.9-test");
+    let mut bytes = vec![0u8; 0x400];
+    bytes[0x202..0x206].copy_from_slice(b"HdrS");
+    bytes[0x20e] = 0x10;
+    bytes[0x210..0x21e].copy_from_slice(b"6.9.9-test #1\0");
+    std::fs::write(&image, bytes).unwrap();
+    let tree = root.path().join("lib/modules/6.9.9-test");
+    let run = |image: &Path| {
+        let kernel = format!("vm:{}", image.display());
+        bondcheck(&["run", "suites/debian-howto", "--kernel", &kernel])
+    };
+    let refused = |out: Output, want: &str| {
+        let lines = stderr_lines(&out);
+        assert_eq!(out.status.code(), Some(2), "{lines:?}");
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains(want), "{:?} lacks {want:?}", lines[0]);
+    };
+    refused(
+        run(&root.path().join("missing")),
+        "missing: no such file or directory",
+    );
+    refused(run(&text), "not a kernel image");
+    refused(run(&image), "no modules for Linux 6.9.9-test");
+    std::fs::create_dir_all(tree.join("kernel/drivers/net")).unwrap();
+    refused(run(&image), "run `depmod -b ROOT 6.9.9-test`");
+    std::fs::write(
+        tree.join("modules.dep"),
+        "kernel/drivers/net/veth.ko.xz:\nkernel/net/bridge/bridge.ko.xz:\n",
+    )
+    .unwrap();
+    refused(run(&image), "have no bonding module");
+    // A usage error in clap's words (three lines, like any other).
+    let out = bondcheck(&["run", "suites/debian-howto", "--kernel", "vm:"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr_lines(&out)[0].contains("vm: needs a kernel image"));
+}
+
+#[test]
 fn doctor_names_every_backend() {
     let out = bondcheck(&["doctor"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.lines().any(|l| l.starts_with("host ")), "{text}");
     assert!(text.lines().any(|l| l.starts_with("uml ")), "{text}");
-    let usable = text.contains(" usable:");
+    assert!(text.lines().any(|l| l.starts_with("vm ")), "{text}");
+    // `auto` never boots a VM (it needs an image): only host and UML make doctor pass.
+    let usable = text
+        .lines()
+        .any(|l| (l.starts_with("host ") || l.starts_with("uml ")) && l.contains(" usable:"));
     assert_eq!(
         out.status.code(),
         Some(if usable { 0 } else { 3 }),
@@ -452,6 +502,36 @@ fn report_merge_refuses_shards_of_different_kernels_or_overlapping_cases() {
     );
     assert!(!out_path.exists());
     assert_eq!(bondcheck(&["report", "merge", out]).status.code(), Some(2));
+}
+
+#[test]
+fn report_matrix_joins_kernels_and_needs_two_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let uml = write_json(dir.path(), "uml.json", &report("6.1", fixture_cases()));
+    let mut newer = report("6.12", fixture_cases());
+    newer["kernel"]["backend"] = json!("vm");
+    newer["kernel"]["hz"] = json!(250);
+    newer["cases"][0]["checks"][0]["status"] = json!("fail");
+    let vm = write_json(dir.path(), "6.12.json", &newer);
+    let out_path = dir.path().join("matrix.json");
+    let out_str = out_path.to_str().unwrap();
+    let out = bondcheck(&["report", "matrix", out_str, &uml, &vm]);
+    // The fixture has failing cases: exit 1, the matrix written all the same.
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = stdout(&out);
+    assert!(text.contains("6.12  Linux 6.12 (vm, HZ=250"), "{text}");
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
+    assert_eq!(m["schema"], "bondcheck-matrix/1");
+    assert_eq!(m["kernels"][1]["label"], "6.12");
+    assert_eq!(m["differences"][0]["check_status"], 1);
+    assert_eq!(m["complete"], true);
+    // Arguments: one report is not a matrix; a bad report is one line and exit 2.
+    let one = bondcheck(&["report", "matrix", out_str, &uml]);
+    assert_eq!(one.status.code(), Some(2));
+    let bad = write_json(dir.path(), "bad.json", &json!({"schema": "x"}));
+    let out = bondcheck(&["report", "matrix", out_str, &uml, &bad]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stderr_lines(&out).len(), 1, "{out:?}");
 }
 
 #[test]

@@ -13,14 +13,8 @@
 //! bondcheck takes down the guest and every helper process UML forks.
 
 use std::ffi::OsString;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-
-use nix::sys::prctl::set_pdeathsig;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
-use signal_hook::iterator::Signals;
 
 use crate::error::{Error, Result};
 
@@ -32,9 +26,6 @@ const UML_MODULES: &str = "/usr/lib/uml/modules";
 const JOB_VAR: &str = "BONDCHECK_GUEST";
 /// Guest memory: the guest runs one bondcheck process and a few namespaces.
 const GUEST_MEMORY: &str = "mem=256M";
-/// The guest writes 100 + its exit code to /proc/exitcode, so a guest that dies before
-/// answering (a panic of its kernel) cannot pass for a bondcheck exit code.
-const EXIT_BASE: i32 = 100;
 
 /// A usable UML kernel.
 #[derive(Debug, Clone)]
@@ -67,7 +58,7 @@ pub fn find() -> Result<UmlKernel, String> {
     let release = releases
         .pop()
         .ok_or(format!("no module tree under {UML_MODULES}"))?;
-    let deps = modules_dep(&release)?;
+    let deps = modules_dep(&Path::new(UML_MODULES).join(&release))?;
     for module in MODULES {
         module_path(&deps, module).ok_or(format!("UML modules {release} have no {module}.ko"))?;
     }
@@ -79,9 +70,9 @@ pub fn find() -> Result<UmlKernel, String> {
 
 /// The modules the guest loads: the driver under test, veth pairs, and the bridge for the
 /// `bridge` topology.
-const MODULES: [&str; 3] = ["veth", "bonding", "bridge"];
+pub(super) const MODULES: [&str; 3] = ["veth", "bonding", "bridge"];
 
-fn which(program: &str) -> Option<PathBuf> {
+pub(super) fn which(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
         .to_str()?
         .split(':')
@@ -114,7 +105,7 @@ fn decode(hex: &str) -> Option<Job> {
     serde_json::from_slice(&bytes?).ok()
 }
 
-fn unix_ns() -> u128 {
+pub(super) fn unix_ns() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos())
@@ -156,53 +147,10 @@ pub fn run_in_guest(uml: &UmlKernel, args: Vec<OsString>) -> Result<i32> {
         .arg(format!("{JOB_VAR}={}", encode(&job)))
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        // Keep the terminal's Ctrl-C away from the guest: bondcheck decides what it means.
-        .process_group(0);
-    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec. The child
-    // then dies with the thread that spawned it, which is the one that waits for it.
-    unsafe {
-        cmd.pre_exec(|| Ok(set_pdeathsig(Signal::SIGKILL)?));
-    }
-    let mut signals =
-        Signals::new([Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP].map(|s| s as i32))
-            .map_err(|e| Error::run(format!("cannot handle signals: {e}")))?;
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| Error::run(format!("cannot start {}: {e}", uml.kernel.display())))?;
-    let pid = child.id() as i32;
-    let handle = signals.handle();
-    // A scoped thread borrows `signals`, so its self-pipe stays open until after `close()`
-    // has woken the watcher: closing a dropped iterator would write into a closed pipe.
-    let (status, caught) = std::thread::scope(|scope| {
-        let watcher = scope.spawn(|| {
-            let sig = signals.forever().next();
-            if sig.is_some() {
-                // The whole process group: unshare, and through --kill-child the guest's PID
-                // namespace.
-                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-            }
-            sig
-        });
-        let status = child.wait();
-        handle.close();
-        (status, watcher.join().ok().flatten())
-    });
-    let status = status.map_err(|e| Error::run(format!("waiting for the guest: {e}")))?;
-    if let Some(sig) = caught {
-        return Ok(128 + sig);
-    }
-    match status.code() {
-        Some(code) if (EXIT_BASE..EXIT_BASE + 4).contains(&code) => Ok(code - EXIT_BASE),
-        Some(code) => Err(Error::run(format!(
-            "the UML guest ended without an answer from bondcheck (exit status {code}); its console \
-             output above says why"
-        ))),
-        None => Err(Error::run(format!(
-            "the UML guest was killed by signal {}",
-            status.signal().unwrap_or(0)
-        ))),
-    }
+        .stderr(Stdio::inherit());
+    // The whole process group dies on a signal: unshare, and through --kill-child the guest's
+    // PID namespace.
+    super::run_contained(cmd, &uml.kernel.display().to_string())?.exit_code("UML guest")
 }
 
 // ---- guest side --------------------------------------------------------------------------
@@ -235,7 +183,8 @@ pub fn guest_init(job: &Job) -> Result<f64> {
     fs("tmpfs", "/run", "tmpfs")?;
     raw_console();
     let release = super::KernelInfo::current("uml").release;
-    let deps = modules_dep(&release).map_err(|e| Error::run(format!("guest: {e}")))?;
+    let deps = modules_dep(&Path::new(UML_MODULES).join(&release))
+        .map_err(|e| Error::run(format!("guest: {e}")))?;
     for module in MODULES {
         load_module(&release, &deps, module)?;
     }
@@ -258,16 +207,19 @@ fn raw_console() {
 pub fn guest_exit(code: i32) -> ! {
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    let _ = std::fs::write("/proc/exitcode", (EXIT_BASE + code).to_string());
+    let _ = std::fs::write(
+        "/proc/exitcode",
+        (super::GUEST_EXIT_BASE + code).to_string(),
+    );
     nix::unistd::sync();
     let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
     // Init must not exit; if power-off failed the kernel panics and the host sees no answer.
     std::process::exit(code)
 }
 
-/// modules.dep: `path: dep dep ...`, paths relative to the module tree.
-fn modules_dep(release: &str) -> Result<Vec<(String, Vec<String>)>, String> {
-    let path = Path::new(UML_MODULES).join(release).join("modules.dep");
+/// modules.dep of the module tree `dir`: `path: dep dep ...`, paths relative to the tree.
+pub(super) fn modules_dep(dir: &Path) -> Result<Vec<(String, Vec<String>)>, String> {
+    let path = dir.join("modules.dep");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(text
         .lines()
@@ -281,12 +233,16 @@ fn modules_dep(release: &str) -> Result<Vec<(String, Vec<String>)>, String> {
         .collect())
 }
 
-fn module_path<'a>(
+/// The entry of module `name`, plain or compressed (distro kernels ship `name.ko.xz`).
+pub(super) fn module_path<'a>(
     deps: &'a [(String, Vec<String>)],
     name: &str,
 ) -> Option<&'a (String, Vec<String>)> {
     let file = format!("/{name}.ko");
-    deps.iter().find(|(m, _)| m.ends_with(&file))
+    deps.iter().find(|(m, _)| {
+        m.split_once(&file)
+            .is_some_and(|(_, rest)| ["", ".xz", ".zst", ".gz"].contains(&rest))
+    })
 }
 
 /// Loads a module after its dependencies (modules.dep lists them so that the last one is loaded
@@ -351,5 +307,11 @@ mod tests {
             ["kernel/net/ipv6/ipv6.ko"]
         );
         assert!(module_path(&deps, "ipv").is_none());
+        let xz = vec![
+            ("kernel/net/bridge/bridge.ko.xz".to_string(), vec![]),
+            ("kernel/drivers/net/veth.ko.xzz".to_string(), vec![]),
+        ];
+        assert!(module_path(&xz, "bridge").is_some());
+        assert!(module_path(&xz, "veth").is_none());
     }
 }
