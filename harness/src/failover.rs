@@ -283,7 +283,7 @@ fn bracket(
 ) -> Moment {
     let logged = log.as_mut().and_then(|log| {
         let at = kmsg::find(&log.drain(), slave, &format!("definitely {what}"))?;
-        Some(at.checked_sub(start_mono)?.as_secs_f64() * 1e3)
+        Some(log.clock.earliest(at) - start_mono.as_secs_f64() * 1e3)
     });
     match logged {
         Some(at) => Moment {

@@ -1,6 +1,13 @@
 //! The kernel log (`/dev/kmsg`) as a second clock: the bonding driver logs each committed link
 //! state ("link status definitely down/up") with the kernel's own timestamp, free of the delay
 //! with which a netlink notification reaches bondcheck.
+//!
+//! The log's clock is not CLOCK_MONOTONIC. In UML it counts jiffies (10 ms steps at HZ=100: a
+//! record is stamped with the last tick before it); in a qemu guest it is offset by up to about
+//! 100 ms, differently at every boot. So it is calibrated once per process: bondcheck writes
+//! records of its own, each between two readings of CLOCK_MONOTONIC, until the log's stamp
+//! steps; the step happened between the previous write and this one, which bounds the offset,
+//! and its size is the clock's resolution.
 
 use std::fs::File;
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
@@ -14,20 +21,110 @@ pub struct Record {
     pub message: String,
 }
 
+/// How the log's clock relates to CLOCK_MONOTONIC (all in ms): a record stamped `t` was
+/// written between `t - offset_max` and `t - offset_min + resolution` on CLOCK_MONOTONIC.
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+pub struct Clock {
+    /// The least and the greatest offset (log clock minus CLOCK_MONOTONIC) the calibration allows.
+    pub offset_min: f64,
+    pub offset_max: f64,
+    /// The step of the log's clock: a record carries the last step before it.
+    pub resolution: f64,
+}
+
+impl Clock {
+    /// The earliest moment (CLOCK_MONOTONIC, ms) a record stamped `at` can have been written.
+    pub fn earliest(&self, at: Duration) -> f64 {
+        ms(at) - self.offset_max
+    }
+
+    /// The stamp `at` on CLOCK_MONOTONIC (ms), with the middle of the offsets the calibration
+    /// allows: the log's own reading, which may be up to one `resolution` before the record.
+    pub fn monotonic(&self, at: Duration) -> f64 {
+        ms(at) - (self.offset_min + self.offset_max) / 2.0
+    }
+}
+
+/// Writes to the log at most this many times while calibrating: a jiffy clock steps within
+/// a few dozen writes.
+const CALIBRATION_WRITES: usize = 400;
+
 /// A reader positioned at the end of the log when it was opened.
 pub struct Kmsg {
     file: File,
+    pub clock: Clock,
 }
 
 impl Kmsg {
+    /// Opens the log; fails where it cannot be read and written, or its clock not calibrated.
     pub fn open() -> std::io::Result<Kmsg> {
+        static CLOCK: std::sync::Mutex<Option<Clock>> = std::sync::Mutex::new(None);
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
             .open("/dev/kmsg")?;
         // SEEK_END on /dev/kmsg skips what was logged before: only new records are read.
         file.seek(SeekFrom::End(0))?;
-        Ok(Kmsg { file })
+        let mut log = Kmsg {
+            file,
+            clock: Clock {
+                offset_min: 0.0,
+                offset_max: 0.0,
+                resolution: 0.0,
+            },
+        };
+        let mut known = CLOCK.lock().unwrap_or_else(|e| e.into_inner());
+        log.clock = match *known {
+            Some(clock) => clock,
+            None => *known.insert(log.calibrate()?),
+        };
+        Ok(log)
+    }
+
+    fn calibrate(&mut self) -> std::io::Result<Clock> {
+        use std::io::Write;
+        let monotonic = crate::timing::monotonic;
+        let mut previous: Option<(Duration, Duration)> = None;
+        let mut writer: Option<File> = None;
+        for i in 0..CALIBRATION_WRITES {
+            let tag = format!("bondcheck: clock calibration {} {i}", std::process::id());
+            // The kernel rate-limits each opened file's writes (10 per 5 s by default) and
+            // silently drops the rest: a new file every 10 records.
+            if i % 10 == 0 {
+                writer = Some(std::fs::OpenOptions::new().write(true).open("/dev/kmsg")?);
+            }
+            let Some(writer) = writer.as_mut() else {
+                unreachable!("opened on the first record")
+            };
+            let before = monotonic();
+            writer.write_all(format!("<7>{tag}\n").as_bytes())?;
+            let after = monotonic();
+            let Some(at) = self
+                .drain()
+                .into_iter()
+                .find(|r| r.message == tag)
+                .map(|r| r.at)
+            else {
+                return Err(std::io::Error::other(
+                    "a calibration record did not come back",
+                ));
+            };
+            if let Some((previous_at, previous_before)) = previous
+                && at != previous_at
+            {
+                // The clock stepped to `at` after the previous write began and before this one
+                // ended.
+                return Ok(Clock {
+                    offset_min: ms(at) - ms(after),
+                    offset_max: ms(at) - ms(previous_before),
+                    resolution: ms(at) - ms(previous_at),
+                });
+            }
+            previous = Some((at, before));
+        }
+        Err(std::io::Error::other("the log's clock never stepped"))
     }
 
     /// Every record logged since the last call.
@@ -46,6 +143,10 @@ impl Kmsg {
         }
         out
     }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
 
 /// `PRIORITY,SEQUENCE,TIMESTAMP_US,FLAGS;MESSAGE` (Documentation/ABI/testing/dev-kmsg).

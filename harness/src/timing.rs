@@ -41,6 +41,8 @@ pub struct Measured {
     pub link_failures_after: u32,
     /// The flap shorter than downdelay, after the trials (with a downdelay of a tick or more).
     pub flap: Option<Flap>,
+    /// How the kernel log's clock was calibrated against CLOCK_MONOTONIC (null: no log clock).
+    pub log_clock: Option<kmsg::Clock>,
 }
 
 /// CLOCK_MONOTONIC: the kernel log's clock.
@@ -83,7 +85,7 @@ pub async fn measure(
             let committed = wait_for(events, slave, want, sent + deadline).await;
             let kmsg_ms = log.as_mut().and_then(|log| {
                 let at = kmsg::find(&log.drain(), slave, &format!("definitely {want}"))?;
-                Some(ms(at.checked_sub(sent_mono)?))
+                Some(log.clock.monotonic(at) - ms(sent_mono))
             });
             // The commit that announced the slave also chose the active slave, under RTNL: a
             // dump, which waits for RTNL, sees the choice.
@@ -104,6 +106,7 @@ pub async fn measure(
         link_failures_before,
         link_failures_after: link_failures(built, bond, slave).await?,
         flap: None,
+        log_clock: log.as_ref().map(|l| l.clock),
     })
 }
 
