@@ -27,8 +27,9 @@ pub struct Record {
     Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
 )]
 pub struct Clock {
-    /// The least and the greatest offset (log clock minus CLOCK_MONOTONIC) the calibration allows.
+    /// The least offset (log clock minus CLOCK_MONOTONIC) the calibration allows.
     pub offset_min: f64,
+    /// The greatest.
     pub offset_max: f64,
     /// The step of the log's clock: a record carries the last step before it.
     pub resolution: f64,
