@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::distribution::{Expected, Prediction};
+use crate::kmsg::{Known, Record, is_trouble};
 use crate::model::{
     ANSWERS, Answer, DISTRIBUTION, Expectation, FAILOVER, Model, Rule, Selection, VIEWS_AGREE,
     Value, Window,
@@ -474,6 +475,98 @@ pub fn flap(flap: Option<&Flap>, down_ticks: u64) -> Verdict {
     }
 }
 
+/// The id of the kernel log check, which every case has.
+pub const KERNEL_LOG: &str = "kernel.log";
+
+/// Nothing went wrong in the kernel while the case ran: no oops, WARN or BUG, no record at
+/// error level or worse, but for messages known to be harmless and, while the spec was
+/// applied, one error per refused write the model predicts (the kernel logs its refusals);
+/// both are reported, not failed. `log` holds the records of the apply phase and of the rest
+/// of the case; None: the log could not be read.
+pub fn kernel_log(
+    log: Option<(&[Record], &[Record])>,
+    known: &[Known],
+    refusals: usize,
+) -> Verdict {
+    let verdict = |status, message| Verdict {
+        check: KERNEL_LOG.into(),
+        requested: None,
+        status,
+        expected: None,
+        observed: None,
+        observed_procfs: None,
+        unit: None,
+        rule: Some(Rule {
+            text: "a correct driver logs no oops, WARN or BUG and no error; the known harmless \
+                   messages are listed with their upstream origin in \
+                   harness/data/known-kernel-messages.toml"
+                .into(),
+            source: "Documentation/admin-guide/bug-hunting.rst",
+        }),
+        message,
+        measurements: Vec::new(),
+    };
+    let Some((applying, after)) = log else {
+        return verdict(
+            Status::Skip,
+            "skipped: the kernel log (/dev/kmsg) cannot be read and written here".into(),
+        );
+    };
+    let troubled = |records: &[Record]| -> Vec<Record> {
+        records.iter().filter(|r| is_trouble(r)).cloned().collect()
+    };
+    let mut during_apply = troubled(applying);
+    let refused_logged = during_apply.len().min(refusals);
+    let mut trouble = during_apply.split_off(refused_logged);
+    trouble.extend(troubled(after));
+    let records = [applying, after].concat();
+    let trouble: Vec<&Record> = trouble.iter().collect();
+    let (harmless, bad): (Vec<&Record>, Vec<&Record>) = trouble
+        .into_iter()
+        .partition(|r| known.iter().any(|k| r.message.contains(&k.contains)));
+    let mut notes: Vec<String> = known
+        .iter()
+        .filter_map(|k| {
+            let n = harmless
+                .iter()
+                .filter(|r| r.message.contains(&k.contains))
+                .count();
+            (n > 0).then(|| format!("{n}× known \"{}\" ({})", k.contains, k.upstream))
+        })
+        .collect();
+    if refused_logged > 0 {
+        notes.push(format!(
+            "{refused_logged} error{} logged while applying, for the {refusals} refused write{} the \
+             model predicts",
+            if refused_logged == 1 { "" } else { "s" },
+            if refusals == 1 { "" } else { "s" }
+        ));
+    }
+    if bad.is_empty() {
+        notes.insert(0, format!("{} records, nothing wrong", records.len()));
+        return verdict(Status::Pass, notes.join("; "));
+    }
+    let shown: Vec<String> = bad
+        .iter()
+        .take(5)
+        .map(|r| format!("  <{}> {}", r.level, r.message))
+        .collect();
+    verdict(
+        Status::Fail,
+        format!(
+            "{} record{} of trouble from the kernel during the case:\n{}{}",
+            bad.len(),
+            if bad.len() == 1 { "" } else { "s" },
+            shown.join("\n"),
+            if notes.is_empty() {
+                String::new()
+            } else {
+                format!("\n{}", notes.join("; "))
+            }
+        ),
+    )
+}
+
 /// The active slave after every cut and every restore of the timing trials, against the
 /// model's selection (primary, prio, primary_reselect).
 pub fn failover(measured: &Measured, selection: &Selection) -> Vec<Verdict> {
@@ -938,6 +1031,41 @@ mod tests {
                 ..Default::default()
             }],
         }
+    }
+
+    #[test]
+    fn the_kernel_log_fails_on_errors_but_not_on_predicted_refusals_or_known_messages() {
+        use crate::kmsg::Known;
+        let rec = |level, message: &str| Record {
+            at: Duration::ZERO,
+            facility: 0,
+            level,
+            message: message.into(),
+        };
+        let known = [Known {
+            contains: "invalid new link".into(),
+            why: "harmless".into(),
+            upstream: "abc".into(),
+        }];
+        let applying = [rec(3, "bond0: option primary: mode dependency failed")];
+        let after = [
+            rec(6, "bond0: (slave eth0): link status definitely down"),
+            rec(3, "bond0: (slave eth0): invalid new link 1 on slave"),
+        ];
+        let v = kernel_log(Some((&applying, &after)), &known, 1);
+        assert_eq!(v.status, Status::Pass, "{}", v.message);
+        assert!(
+            v.message.contains("1× known") && v.message.contains("1 error logged while applying")
+        );
+        // Without the predicted refusal, the same error fails the check.
+        let v = kernel_log(Some((&applying, &after)), &known, 0);
+        assert_eq!(v.status, Status::Fail);
+        assert!(
+            v.message.contains("<3> bond0: option primary"),
+            "{}",
+            v.message
+        );
+        assert_eq!(kernel_log(None, &known, 0).status, Status::Skip);
     }
 
     #[test]

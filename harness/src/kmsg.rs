@@ -14,11 +14,48 @@ use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 
-/// One log record: its timestamp (the kernel's monotonic clock) and text.
+/// One log record: its timestamp (the log's clock), syslog facility (0: the kernel itself) and
+/// level (0 emergency ... 3 error, 4 warning ... 7 debug), and text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub at: Duration,
+    pub facility: u8,
+    pub level: u8,
     pub message: String,
+}
+
+/// A kernel log message known to be harmless (harness/data/known-kernel-messages.toml).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Known {
+    pub contains: String,
+    pub why: String,
+    pub upstream: String,
+}
+
+/// The known harmless messages, from the data file compiled in.
+pub fn known() -> Vec<Known> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        message: Vec<Known>,
+    }
+    toml::from_str::<File>(include_str!("../data/known-kernel-messages.toml"))
+        .map(|f| f.message)
+        .expect("the known-messages file is valid TOML (a unit test parses it)")
+}
+
+/// Whether a record is the kernel's own and says something is wrong: an oops, a WARN, a BUG,
+/// or any message at error level or worse.
+pub fn is_trouble(r: &Record) -> bool {
+    const MARKERS: [&str; 6] = [
+        "WARNING:",
+        "BUG:",
+        "Oops",
+        "kernel BUG",
+        "Call Trace",
+        "general protection fault",
+    ];
+    r.facility == 0 && (r.level <= 3 || MARKERS.iter().any(|m| r.message.contains(m)))
 }
 
 /// How the log's clock relates to CLOCK_MONOTONIC (all in ms): a record stamped `t` was
@@ -153,10 +190,14 @@ fn ms(d: Duration) -> f64 {
 /// `PRIORITY,SEQUENCE,TIMESTAMP_US,FLAGS;MESSAGE` (Documentation/ABI/testing/dev-kmsg).
 fn parse(record: &str) -> Option<Record> {
     let (head, message) = record.split_once(';')?;
-    let micros: u64 = head.split(',').nth(2)?.parse().ok()?;
+    let mut fields = head.split(',');
+    let priority: u32 = fields.next()?.parse().ok()?;
+    let micros: u64 = fields.nth(1)?.parse().ok()?;
     let message = message.lines().next().unwrap_or_default().to_string();
     Some(Record {
         at: Duration::from_micros(micros),
+        facility: u8::try_from(priority >> 3).unwrap_or(u8::MAX),
+        level: (priority & 7) as u8,
         message,
     })
 }
@@ -184,7 +225,29 @@ mod tests {
             find(std::slice::from_ref(&r), "enp1s0", "definitely down"),
             Some(r.at)
         );
+        assert_eq!((r.facility, r.level), (0, 6));
         assert_eq!(find(&[r], "enp7s0", "definitely down"), None);
         assert!(parse("garbage").is_none());
+    }
+
+    #[test]
+    fn trouble_is_the_kernels_errors_and_warnings_and_known_messages_parse() {
+        let rec = |head: &str, m: &str| parse(&format!("{head},1,100,-;{m}")).unwrap();
+        assert!(is_trouble(&rec(
+            "3",
+            "bond0: (slave eth0): Error: Device is in use"
+        )));
+        assert!(is_trouble(&rec(
+            "4",
+            "WARNING: CPU: 0 PID: 1 at net/core/dev.c:1 x"
+        )));
+        assert!(!is_trouble(&rec(
+            "4",
+            "bond0: (slave eth0): link status down"
+        )));
+        // Written from user space (facility user): not the kernel's.
+        assert!(!is_trouble(&rec("11", "an error a program logged")));
+        let known = known();
+        assert!(known.iter().any(|k| k.contains == "invalid new link"));
     }
 }

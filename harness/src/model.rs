@@ -317,6 +317,7 @@ impl Model {
         ids.push(ANSWERS.to_string());
         ids.push(VIEWS_AGREE.to_string());
         ids.push(DISTRIBUTION.to_string());
+        ids.push(crate::checks::KERNEL_LOG.to_string());
         ids
     }
 }

@@ -103,8 +103,46 @@ pub async fn perturb(change: &Change, spec: &Spec, built: &Built, bond: Option<u
             }
         }
         Change::FlushAddress => netlink::flush_ipv4(h, bond.ok_or_else(no_bond)?).await,
+        Change::EnslaveBondToItself => {
+            let name = &spec.bond.name;
+            return match sysfs_write(
+                built,
+                &format!("{name}/bonding/slaves"),
+                &format!("+{name}"),
+            )? {
+                Err(_) => Ok(()),
+                Ok(()) => Err(Error::run(format!(
+                    "perturbation {change:?}: the kernel accepted {name} as its own slave"
+                ))),
+            };
+        }
     }
     .map_err(refused)
+}
+
+/// Writes `value` to /sys/class/net/`file` as seen from the bond's namespace: on a thread that
+/// enters that namespace and a private mount namespace of its own, with a sysfs of the bond's
+/// namespace mounted over /sys there (the mounts go with the thread). Returns the write's own
+/// result.
+fn sysfs_write(built: &Built, file: &str, value: &str) -> Result<std::io::Result<()>> {
+    use nix::mount::{MsFlags, mount};
+    let (file, value) = (file.to_string(), value.to_string());
+    built.bond_ns.run(move || -> Result<std::io::Result<()>> {
+        let os =
+            |what: &'static str| move |e: nix::Error| Error::run(format!("sysfs: {what}: {e}"));
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(os("unshare"))?;
+        let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
+        mount(None::<&str>, "/", None::<&str>, private, None::<&str>).map_err(os("private"))?;
+        mount(
+            Some("sysfs"),
+            "/sys",
+            Some("sysfs"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(os("mount"))?;
+        Ok(std::fs::write(format!("/sys/class/net/{file}"), value))
+    })?
 }
 
 fn catalogued(name: &str) -> &'static Opt {

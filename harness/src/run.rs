@@ -66,6 +66,8 @@ struct Progress {
     lacp: Option<lacp::Observed>,
     traffic: Option<report::Traffic>,
     failover: Option<failover::Observed>,
+    /// What the kernel logged while the spec was applied.
+    apply_log: Vec<crate::kmsg::Record>,
 }
 
 async fn run_case(case: &Case, options: Options, kernel: &mut KernelInfo) -> CaseReport {
@@ -73,9 +75,22 @@ async fn run_case(case: &Case, options: Options, kernel: &mut KernelInfo) -> Cas
     let start = Instant::now();
     let model = model::predict(&case.spec, applier);
     let mut progress = Progress::default();
-    let outcome = carry_out(case, options, &model, kernel, &mut progress).await;
+    // Everything the kernel logs from here to the end of the case is judged.
+    let mut log = crate::kmsg::Kmsg::open().ok();
+    let outcome = carry_out(case, options, &model, kernel, &mut log, &mut progress).await;
     let (checks, error) = match outcome {
-        Ok(checks) => (checks, None),
+        Ok(mut checks) => {
+            let after = log.as_mut().map(crate::kmsg::Kmsg::drain);
+            let refusals = model.answers.iter().filter(|a| a.refused.is_some()).count();
+            checks.push(checks::kernel_log(
+                after
+                    .as_deref()
+                    .map(|after| (progress.apply_log.as_slice(), after)),
+                &crate::kmsg::known(),
+                refusals,
+            ));
+            (checks, None)
+        }
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
     let negative_control = case.negative_control.as_ref().map(|nc| {
@@ -140,6 +155,7 @@ async fn carry_out(
     options: Options,
     model: &Model,
     kernel: &mut KernelInfo,
+    log: &mut Option<crate::kmsg::Kmsg>,
     progress: &mut Progress,
 ) -> Result<Vec<checks::Verdict>> {
     let bond = &case.spec.bond;
@@ -166,6 +182,9 @@ async fn carry_out(
         Applier::Ifupdown => ifupdown::apply(&case.spec, &built).await,
     };
     progress.phases.apply_ms = ms(t.elapsed());
+    if let Some(log) = log.as_mut() {
+        progress.apply_log = log.drain();
+    }
     let applied = applied?;
     progress.apply = applied.steps.clone();
     for change in perturbations(Moment::AfterApply) {

@@ -139,6 +139,9 @@ pub enum Change {
     ReleasePeer(String),
     /// Remove the bond's IPv4 addresses.
     FlushAddress,
+    /// Ask the bond, through sysfs as ifenslave does, to enslave itself: the kernel refuses and
+    /// logs an error.
+    EnslaveBondToItself,
 }
 
 impl PerturbationFile {
@@ -158,6 +161,7 @@ impl PerturbationFile {
             "release-peer" => Change::ReleasePeer(text()?),
             "set-active-slave" => Change::SetActiveSlave(text()?),
             "flush-address" => Change::FlushAddress,
+            "enslave-bond-to-itself" => Change::EnslaveBondToItself,
             action => {
                 let opt = action
                     .strip_prefix("set-")
