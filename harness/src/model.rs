@@ -790,8 +790,13 @@ mod tests {
             "802.3ad-only attributes are not reported in rr"
         );
         assert_eq!(
-            &ids[ids.len() - 3..],
-            ["apply.answers", "views.agree", "traffic.distribution"]
+            &ids[ids.len() - 4..],
+            [
+                "apply.answers",
+                "views.agree",
+                "traffic.distribution",
+                "kernel.log"
+            ]
         );
     }
 
