@@ -21,6 +21,7 @@ pub mod kmsg;
 pub mod ktap;
 pub mod lacp;
 pub mod lint;
+pub mod memory;
 pub mod model;
 pub mod netlink;
 pub mod netns;

@@ -24,6 +24,7 @@ pub struct Report {
     pub duration_ms: f64,
     pub summary: Summary,
     pub cases: Vec<CaseReport>,
+    pub memory: crate::memory::Memory,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -53,6 +54,11 @@ pub struct Summary {
     pub checks_skipped: usize,
     pub negative_controls_held: usize,
     pub negative_controls_broken: usize,
+    /// The cases' inherent kernel time (`inherent_ms`), summed.
+    pub inherent_ms: f64,
+    /// The run's `duration_ms` over `inherent_ms`: how close to the kernel's floor it ran
+    /// (null when no case has inherent time).
+    pub wall_over_inherent: Option<f64>,
 }
 
 impl Summary {
@@ -83,6 +89,14 @@ impl Summary {
                 }
             }
         }
+    }
+
+    /// Sets the inherent time of the run, from its cases' and its duration. Shared by a run
+    /// and by `report merge`.
+    pub fn time(&mut self, duration_ms: f64, inherent_ms: impl IntoIterator<Item = f64>) {
+        // A fold from +0: an empty f64 sum is -0.
+        self.inherent_ms = inherent_ms.into_iter().fold(0.0, |sum, ms| sum + ms);
+        self.wall_over_inherent = (self.inherent_ms > 0.0).then(|| duration_ms / self.inherent_ms);
     }
 }
 
@@ -185,6 +199,9 @@ pub struct CaseReport {
     pub error: Option<String>,
     pub negative_control: Option<ControlVerdict>,
     pub duration_ms: f64,
+    /// The kernel time the case cannot avoid (the sum of `inherent`), beside its wall time.
+    pub inherent_ms: f64,
+    pub inherent: Vec<crate::model::Wait>,
     pub phases: Phases,
     pub warnings: Vec<Warning>,
     pub apply: Vec<Applied>,
@@ -199,7 +216,12 @@ pub struct CaseReport {
 }
 
 impl Report {
-    pub fn new(kernel: KernelInfo, cases: Vec<CaseReport>, duration_ms: f64) -> Report {
+    pub fn new(
+        kernel: KernelInfo,
+        cases: Vec<CaseReport>,
+        duration_ms: f64,
+        memory: crate::memory::Memory,
+    ) -> Report {
         let mut s = Summary::default();
         for c in &cases {
             s.count(
@@ -208,6 +230,7 @@ impl Report {
                 c.checks.iter().map(|v| v.status),
             );
         }
+        s.time(duration_ms, cases.iter().map(|c| c.inherent_ms));
         Report {
             schema: SCHEMA,
             tool: Tool::this(),
@@ -215,6 +238,7 @@ impl Report {
             duration_ms,
             summary: s,
             cases,
+            memory,
         }
     }
 
@@ -255,6 +279,9 @@ impl Report {
             k.bonding_driver.as_deref().unwrap_or("unknown"),
             self.duration_ms / 1e3
         );
+        if let Some(ratio) = s.wall_over_inherent {
+            out += &format!(", {:.2} x the inherent {:.1} s", ratio, s.inherent_ms / 1e3);
+        }
         out
     }
 }
@@ -286,7 +313,8 @@ impl CaseReport {
         };
         let mut out = format!(
             "{kind} {} ({applier}): {word} ({}/{} checks passed{skipped}) [setup {:.0} ms, apply {:.0} ms, \
-             observe {:.0} ms, lacp {:.0} ms, traffic {:.0} ms, timing {:.0} ms, checks {:.1} ms, teardown {:.0} ms]\n",
+             observe {:.0} ms, lacp {:.0} ms, traffic {:.0} ms, timing {:.0} ms, checks {:.1} ms, teardown {:.0} ms; \
+             {:.0} ms, inherent {:.0} ms]\n",
             self.name,
             count(Status::Pass),
             self.checks.len(),
@@ -297,7 +325,9 @@ impl CaseReport {
             p.traffic_ms,
             p.timing_ms,
             p.checks_ms,
-            p.teardown_ms
+            p.teardown_ms,
+            self.duration_ms,
+            self.inherent_ms
         );
         if let Some(e) = &self.error {
             out += &format!("  error: {e}\n");

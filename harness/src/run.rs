@@ -48,7 +48,9 @@ pub fn run(
         progress(&report);
         reports.push(report);
     }
-    Ok(Report::new(kernel, reports, ms(start.elapsed())))
+    let duration = ms(start.elapsed());
+    let memory = crate::memory::usage(kernel.backend);
+    Ok(Report::new(kernel, reports, duration, memory))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -70,6 +72,14 @@ async fn run_case(case: &Case, options: Options, kernel: &mut KernelInfo) -> Cas
     let applier = options.applier;
     let start = Instant::now();
     let model = model::predict(&case.spec, applier);
+    let inherent = model.inherent(
+        kernel.hz,
+        model::Demands {
+            trials: case.timing_slave().map_or(0, |_| options.trials),
+            cuts: !case.traffic.down.is_empty(),
+            lacp_partner: lacp::applies(&model, &case.topology),
+        },
+    );
     let mut progress = Progress::default();
     let outcome = carry_out(case, options, &model, kernel, &mut progress).await;
     let (checks, error) = match outcome {
@@ -121,6 +131,8 @@ async fn run_case(case: &Case, options: Options, kernel: &mut KernelInfo) -> Cas
         error,
         negative_control,
         duration_ms: ms(start.elapsed()),
+        inherent_ms: model::inherent_ms(&inherent),
+        inherent,
         phases: progress.phases,
         warnings: model.warnings.iter().map(Warning::from).collect(),
         apply: progress.apply,
@@ -272,6 +284,8 @@ async fn carry_out(
         progress.timing = Some(measured);
     }
 
+    // The case's fullest point: everything it built is still there.
+    crate::memory::sample();
     let t = Instant::now();
     drop(built);
     progress.phases.teardown_ms = ms(t.elapsed());
