@@ -234,14 +234,22 @@ pub fn guest_init(job: &Job) -> Result<f64> {
     fs("sysfs", "/sys", "sysfs")?;
     fs("tmpfs", "/run", "tmpfs")?;
     raw_console();
-    let release = super::KernelInfo::current("uml").release;
-    let deps = modules_dep(&release).map_err(|e| Error::run(format!("guest: {e}")))?;
-    for module in MODULES {
-        load_module(&release, &deps, module)?;
-    }
+    load_modules(&MODULES)?;
     std::env::set_current_dir(&job.cwd)
         .map_err(|e| Error::run(format!("guest: cannot enter {}: {e}", job.cwd.display())))?;
     Ok((unix_ns().saturating_sub(job.started_unix_ns)) as f64 / 1e6)
+}
+
+/// Loads UML modules by name, with their dependencies, in the guest. The guest has no
+/// /lib/modules for modprobe (the host's root has the host kernel's), so anything a guest job
+/// needs beyond [`guest_init`]'s own modules is loaded this way, before it is used.
+pub fn load_modules(names: &[&str]) -> Result<()> {
+    let release = super::KernelInfo::current("uml").release;
+    let deps = modules_dep(&release).map_err(|e| Error::run(format!("guest: {e}")))?;
+    for module in names {
+        load_module(&release, &deps, module)?;
+    }
+    Ok(())
 }
 
 /// The console's line discipline would turn every "\n" into "\r\n" on the host's terminal.
