@@ -396,17 +396,17 @@ fn selftests(root: &Path, suite: &Value) -> Value {
     );
     for s in scripts {
         println!(
-            "{:<36} {:>8} {:>8.1} {:>8}",
+            "{:<36} {:>8} {:>8.1} {:>8.0}",
             s["script"].as_str().unwrap_or("?"),
             s["status"].as_str().unwrap_or("?"),
             ms_of(&s["ms"]) / 1e3,
-            s["sleep_s"]
+            ms_of(&s["sleep_s"])
         );
     }
     let total: f64 = scripts.iter().map(|s| ms_of(&s["ms"])).sum();
     let sleeps: f64 = scripts.iter().map(|s| ms_of(&s["sleep_s"])).sum();
     println!(
-        "{:<36} {:>8} {:>8.1} {:>8}",
+        "{:<36} {:>8} {:>8.1} {:>8.0}",
         "total",
         "",
         total / 1e3,
