@@ -67,6 +67,9 @@ pub struct CaseView {
     pub negative_control: Option<ControlView>,
     #[serde(default)]
     pub duration_ms: f64,
+    /// Absent from reports older than inherent-time accounting: counted as none.
+    #[serde(default)]
+    pub inherent_ms: f64,
     /// `<phase>_ms` entries.
     #[serde(default)]
     pub phases: serde_json::Map<String, Json>,
@@ -614,14 +617,26 @@ pub fn merge(inputs: &[Loaded]) -> Result<Merged<'_>> {
     ] {
         rest.remove(known);
     }
+    // Each shard ran in its own process and guest: the most any of them used.
+    if let Some(Json::Object(memory)) = rest.get_mut("memory") {
+        for (field, value) in memory.iter_mut() {
+            *value = inputs
+                .iter()
+                .filter_map(|r| r.doc["memory"][field].as_u64())
+                .max()
+                .map_or(Json::Null, Json::from);
+        }
+    }
+    let duration_ms = inputs
+        .iter()
+        .filter_map(|r| r.doc["duration_ms"].as_f64())
+        .sum();
+    summary.time(duration_ms, cases.iter().map(|(_, c, _)| c.inherent_ms));
     let merged = Merged {
         schema: &first.doc["schema"],
         tool: &first.doc["tool"],
         kernel,
-        duration_ms: inputs
-            .iter()
-            .filter_map(|r| r.doc["duration_ms"].as_f64())
-            .sum(),
+        duration_ms,
         summary,
         cases: cases.into_iter().map(|(_, _, j)| j).collect(),
         rest,

@@ -275,6 +275,7 @@ fn testsuite(report: &ReportView, case: &CaseView) -> (String, Counts) {
             property(&mut out, &format!("phase.{phase}"), &format!("{ms:.3}"));
         }
     }
+    property(&mut out, "inherent_ms", &format!("{:.3}", case.inherent_ms));
     // Timing samples and waits: every measurement of every check, unit in the name.
     for v in &case.checks {
         for m in &v.measurements {

@@ -143,7 +143,7 @@ pub struct Observed {
 }
 
 /// bond_3ad.c: a port waits AD_AGGREGATE_WAIT_TIME after it is selected before it attaches.
-const AGGREGATE_WAIT: Duration = Duration::from_secs(2);
+pub const AGGREGATE_WAIT: Duration = Duration::from_secs(2);
 /// bond_3ad.c AD_FAST_PERIODIC_TIME / AD_SLOW_PERIODIC_TIME: the LACPDU period a side uses when
 /// its partner asks for the short timeout (lacp_rate fast) or not.
 const FAST_PERIODIC: Duration = Duration::from_secs(1);

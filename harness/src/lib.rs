@@ -25,6 +25,7 @@ pub mod ktap;
 pub mod lacp;
 pub mod lint;
 pub mod matrix;
+pub mod memory;
 pub mod model;
 pub mod netlink;
 pub mod netns;

@@ -234,6 +234,20 @@ pub struct Window {
 const TIMING_SOURCE: &str = "drivers/net/bonding/bond_main.c (bond_miimon_inspect, bond_miimon_commit); kernel/time/timer.c (calc_index)";
 
 impl Monitor {
+    /// P: the monitor's period in whole jiffies, ceil(miimon / jiffy) (the work re-arms with
+    /// msecs_to_jiffies(miimon)).
+    fn period_jiffies(&self, hz: u32) -> f64 {
+        (self.miimon_ms * u64::from(hz)).div_ceil(1000) as f64
+    }
+
+    /// The period in ms at `hz`; without HZ, miimon itself, which no HZ makes longer.
+    fn period_ms(&self, hz: Option<u32>) -> f64 {
+        match hz.filter(|hz| *hz > 0) {
+            Some(hz) => self.period_jiffies(hz) * 1000.0 / f64::from(hz),
+            None => self.miimon_ms as f64,
+        }
+    }
+
     /// Whether the driver skips updelay for a slave coming back: in active-backup when there is
     /// no active slave, in the other modes when no slave is usable, never in balance-rr (its
     /// usable-slave array is never built). bondcheck only cuts a slave while another stays up.
@@ -249,7 +263,7 @@ impl Monitor {
             return None;
         }
         let jiffy = 1000.0 / f64::from(hz);
-        let period = (self.miimon_ms as f64 / jiffy).ceil();
+        let period = self.period_jiffies(hz);
         // Timer wheel levels (timer.c): granularity 1 jiffy below 63, then 8, then 64.
         let granularity = if period < 63.0 {
             1.0
@@ -290,6 +304,39 @@ impl Monitor {
     }
 }
 
+/// A stretch of kernel time a case cannot avoid, however fast the harness is: the driver's own
+/// delays, monitor ticks and 802.3ad timers that stand between the case's start and its last
+/// observation. Lower bounds, derived from the spec, never from measurements.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
+pub struct Wait {
+    /// What waits: `settle`, `lacp`, `traffic.cut` or `timing`.
+    pub term: &'static str,
+    /// How long, at least.
+    pub ms: f64,
+    /// Why.
+    pub rule: Rule,
+}
+
+/// What a case asks of the kernel beyond bringing its bond up: the inputs of its waits that
+/// are not in the spec.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Demands {
+    /// Cut-and-restore trials of the timing phase (0 without one).
+    pub trials: usize,
+    /// Slaves are cut before the traffic, and must be committed down first.
+    pub cuts: bool,
+    /// The bond aggregates with an LACP partner, which is waited for.
+    pub lacp_partner: bool,
+}
+
+/// The sum of `waits`: the least kernel time the case takes.
+pub fn inherent_ms(waits: &[Wait]) -> f64 {
+    // A fold from +0: an empty f64 sum is -0.
+    waits.iter().fold(0.0, |sum, w| sum + w.ms)
+}
+
+const BOND_3AD_C: &str = "drivers/net/bonding/bond_3ad.c";
+
 /// The check that compares the kernel's two views (netlink and /proc) of the same bond. It has
 /// no model expectation: the views must agree with each other.
 pub const VIEWS_AGREE: &str = "views.agree";
@@ -309,6 +356,108 @@ impl Model {
             Some((_, up)) => Duration::from_secs_f64(up.upper_ms / 1e3),
             None => Duration::ZERO,
         }
+    }
+
+    /// The kernel time a case with `demands` cannot avoid, term by term (terms of zero are
+    /// left out). P is the monitor period at `hz` (miimon where HZ is unknown), D and U the
+    /// delays in ticks.
+    pub fn inherent(&self, hz: Option<u32>, demands: Demands) -> Vec<Wait> {
+        let m = &self.monitor;
+        let p = m.period_ms(hz);
+        let (d, u) = (m.down_ticks as f64, m.up_ticks as f64);
+        let mut waits = Vec::new();
+        let mut add = |term, ms: f64, text: String, source| {
+            if ms > 0.0 {
+                waits.push(Wait {
+                    term,
+                    ms,
+                    rule: Rule { text, source },
+                });
+            }
+        };
+        let up = Value::Text("up".into());
+        let coming_up = self
+            .expectations
+            .iter()
+            .filter(|e| e.check.starts_with("slave.") && e.check.ends_with(".mii_status"))
+            .filter(|e| e.expected == up)
+            .count();
+        // Only the first slave committed while no slave is usable skips updelay, and none in
+        // balance-rr (see skips_updelay).
+        let skipping = usize::from(m.mode != Mode::BalanceRr);
+        if m.miimon_ms > 0 && coming_up > skipping {
+            add(
+                "settle",
+                u * p,
+                format!(
+                    "U·P = {u}·{p} ms: a slave enslaved with carrier waits updelay ticks before it \
+                     is committed up; only the first one, while no slave is usable, skips them \
+                     (never in balance-rr)"
+                ),
+                BOND_MAIN_C,
+            );
+        }
+        if demands.lacp_partner {
+            add(
+                "lacp",
+                crate::lacp::AGGREGATE_WAIT.as_secs_f64() * 1e3,
+                "a selected port waits AD_AGGREGATE_WAIT_TIME (2 s) before it attaches, and only \
+                     an attached port collects and distributes"
+                    .into(),
+                BOND_3AD_C,
+            );
+        }
+        if demands.cuts && m.miimon_ms > 0 {
+            add(
+                "traffic.cut",
+                d * p,
+                format!(
+                    "D·P = {d}·{p} ms: a cut slave is committed down downdelay ticks after the \
+                     first monitor tick that sees it without carrier"
+                ),
+                BOND_MAIN_C,
+            );
+        }
+        if demands.trials > 0 && m.miimon_ms > 0 {
+            let u = if m.skips_updelay(self.transmit.slaves.len() > 1) {
+                0.0
+            } else {
+                u
+            };
+            let n = demands.trials as f64;
+            add(
+                "timing",
+                n * (d + u + 2.0) * p - p,
+                format!(
+                    "N·(D+U+2)·P − P = {n}·({d}+{u}+2)·{p} − {p} ms: each carrier change is seen \
+                     at the first monitor tick after it and committed D (U) ticks later; every \
+                     cut and restore follows the previous commit, itself made at a tick, so it \
+                     waits a whole period to be seen, all but the first cut"
+                ),
+                BOND_MAIN_C,
+            );
+            if m.down_ticks > 0 {
+                add(
+                    "timing.flap",
+                    2.0 * p,
+                    format!(
+                        "2·P = 2·{p} ms: a flap's cut is seen at the next tick (going down), and \
+                         the carrier given back then is seen a tick later (up)"
+                    ),
+                    BOND_MAIN_C,
+                );
+            }
+            add(
+                "failover",
+                (d + u + 2.0) * p,
+                format!(
+                    "(D+U+2)·P = ({d}+{u}+2)·{p} ms: one more cut and restore, with traffic \
+                     flowing, each seen at the tick after it and committed D (U) ticks later"
+                ),
+                BOND_MAIN_C,
+            );
+        }
+        waits
     }
 
     /// Every check id for this spec, in report order.
@@ -649,6 +798,66 @@ mod tests {
             .iter()
             .map(|w| (w.at.line, w.message.clone()))
             .collect()
+    }
+
+    fn terms(waits: &[Wait]) -> Vec<(&'static str, f64)> {
+        waits.iter().map(|w| (w.term, w.ms)).collect()
+    }
+
+    #[test]
+    fn inherent_time_follows_the_delays_ticks_and_trials() {
+        let m = model(HOWTO);
+        let all = Demands {
+            trials: 5,
+            cuts: true,
+            lacp_partner: false,
+        };
+        // balance-rr waits updelay for every slave; 2 + 2 ticks of 10 jiffies per trial, plus
+        // the tick that sees each change, but the first.
+        assert_eq!(
+            terms(&m.inherent(Some(100), all)),
+            [
+                ("settle", 200.0),
+                ("traffic.cut", 200.0),
+                ("timing", 2900.0),
+                ("timing.flap", 200.0),
+                ("failover", 600.0)
+            ]
+        );
+        // HZ=300: P = ceil(100 ms · 300 / 1000) = 30 jiffies = 100 ms exactly.
+        assert_eq!(
+            terms(&m.inherent(Some(300), Demands::default())),
+            [("settle", 200.0)]
+        );
+        // Unknown HZ: miimon, which no HZ shortens.
+        assert_eq!(m.inherent(None, all), m.inherent(Some(1000), all));
+        assert_eq!(inherent_ms(&m.inherent(Some(100), all)), 4100.0);
+        assert!(inherent_ms(&[]).is_sign_positive());
+    }
+
+    #[test]
+    fn one_slave_skips_updelay_outside_balance_rr_and_lacp_waits_its_aggregate() {
+        let one = "iface bond0 inet manual\n    bond-slaves eth0\n    bond-mode active-backup\n    \
+                   bond-miimon 100\n    bond-updelay 300\n";
+        assert_eq!(
+            terms(&model(one).inherent(Some(100), Demands::default())),
+            []
+        );
+        let two = one.replace("eth0", "eth0 eth1");
+        assert_eq!(
+            terms(&model(&two).inherent(Some(100), Demands::default())),
+            [("settle", 300.0)]
+        );
+        // 802.3ad forces miimon 100, without updelay.
+        let ad = "iface bond0 inet manual\n    bond-slaves eth0 eth1\n    bond-mode 802.3ad\n";
+        let partner = Demands {
+            lacp_partner: true,
+            ..Demands::default()
+        };
+        assert_eq!(
+            terms(&model(ad).inherent(Some(100), partner)),
+            [("lacp", 2000.0)]
+        );
     }
 
     #[test]

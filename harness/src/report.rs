@@ -36,6 +36,8 @@ pub struct Report {
     pub summary: Summary,
     /// One per case, in run order (a merged report's sorted by name, then applier).
     pub cases: Vec<CaseReport>,
+    /// Peak memory of bondcheck and of the guest.
+    pub memory: crate::memory::Memory,
 }
 
 /// The program that wrote a report.
@@ -78,6 +80,11 @@ pub struct Summary {
     /// Negative controls where some other set of checks failed, or the case could not be
     /// carried out.
     pub negative_controls_broken: usize,
+    /// The cases' inherent kernel time (`inherent_ms`), summed.
+    pub inherent_ms: f64,
+    /// The run's `duration_ms` over `inherent_ms`: how close to the kernel's floor it ran
+    /// (null when no case has inherent time).
+    pub wall_over_inherent: Option<f64>,
 }
 
 impl Summary {
@@ -108,6 +115,14 @@ impl Summary {
                 }
             }
         }
+    }
+
+    /// Sets the inherent time of the run, from its cases' and its duration. Shared by a run
+    /// and by `report merge`.
+    pub fn time(&mut self, duration_ms: f64, inherent_ms: impl IntoIterator<Item = f64>) {
+        // A fold from +0: an empty f64 sum is -0.
+        self.inherent_ms = inherent_ms.into_iter().fold(0.0, |sum, ms| sum + ms);
+        self.wall_over_inherent = (self.inherent_ms > 0.0).then(|| duration_ms / self.inherent_ms);
     }
 }
 
@@ -240,6 +255,10 @@ pub struct CaseReport {
     pub negative_control: Option<ControlVerdict>,
     /// The case's wall time.
     pub duration_ms: f64,
+    /// The kernel time the case cannot avoid (the sum of `inherent`), beside its wall time.
+    pub inherent_ms: f64,
+    /// Its terms, each with its rule.
+    pub inherent: Vec<crate::model::Wait>,
     /// The case's wall time, split by phase.
     pub phases: Phases,
     /// What the model says the admin should know about the spec.
@@ -272,7 +291,12 @@ pub fn json_schema() -> serde_json::Value {
 }
 
 impl Report {
-    pub fn new(kernel: KernelInfo, cases: Vec<CaseReport>, duration_ms: f64) -> Report {
+    pub fn new(
+        kernel: KernelInfo,
+        cases: Vec<CaseReport>,
+        duration_ms: f64,
+        memory: crate::memory::Memory,
+    ) -> Report {
         let mut s = Summary::default();
         for c in &cases {
             s.count(
@@ -281,6 +305,7 @@ impl Report {
                 c.checks.iter().map(|v| v.status),
             );
         }
+        s.time(duration_ms, cases.iter().map(|c| c.inherent_ms));
         Report {
             schema: SCHEMA,
             tool: Tool::this(),
@@ -288,6 +313,7 @@ impl Report {
             duration_ms,
             summary: s,
             cases,
+            memory,
         }
     }
 
@@ -328,6 +354,9 @@ impl Report {
             k.bonding_driver.as_deref().unwrap_or("unknown"),
             self.duration_ms / 1e3
         );
+        if let Some(ratio) = s.wall_over_inherent {
+            out += &format!(", {:.2} x the inherent {:.1} s", ratio, s.inherent_ms / 1e3);
+        }
         out
     }
 }
@@ -360,7 +389,7 @@ impl CaseReport {
         let mut out = format!(
             "{kind} {} ({applier}): {word} ({}/{} checks passed{skipped}) [setup {:.0} ms, apply {:.0} ms, \
              observe {:.0} ms, lacp {:.0} ms, traffic {:.0} ms, timing {:.0} ms, failover {:.0} ms, checks {:.1} ms, \
-             teardown {:.0} ms]\n",
+             teardown {:.0} ms; {:.0} ms, inherent {:.0} ms]\n",
             self.name,
             count(Status::Pass),
             self.checks.len(),
@@ -372,7 +401,9 @@ impl CaseReport {
             p.timing_ms,
             p.failover_ms,
             p.checks_ms,
-            p.teardown_ms
+            p.teardown_ms,
+            self.duration_ms,
+            self.inherent_ms
         );
         if let Some(e) = &self.error {
             out += &format!("  error: {e}\n");

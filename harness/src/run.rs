@@ -49,7 +49,9 @@ pub fn run(
         progress(&report);
         reports.push(report);
     }
-    Ok(Report::new(kernel, reports, ms(start.elapsed())))
+    let duration = ms(start.elapsed());
+    let memory = crate::memory::usage(kernel.backend);
+    Ok(Report::new(kernel, reports, duration, memory))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -74,6 +76,14 @@ async fn run_case(case: &Case, options: Options, kernel: &mut KernelInfo) -> Cas
     let applier = options.applier;
     let start = Instant::now();
     let model = model::predict(&case.spec, applier);
+    let inherent = model.inherent(
+        kernel.hz,
+        model::Demands {
+            trials: case.timing_slave().map_or(0, |_| options.trials),
+            cuts: !case.traffic.down.is_empty(),
+            lacp_partner: lacp::applies(&model, &case.topology),
+        },
+    );
     let mut progress = Progress::default();
     // Everything the kernel logs from here to the end of the case is judged.
     let mut log = crate::kmsg::Kmsg::open().ok();
@@ -138,6 +148,8 @@ async fn run_case(case: &Case, options: Options, kernel: &mut KernelInfo) -> Cas
         error,
         negative_control,
         duration_ms: ms(start.elapsed()),
+        inherent_ms: model::inherent_ms(&inherent),
+        inherent,
         phases: progress.phases,
         warnings: model.warnings.iter().map(Warning::from).collect(),
         apply: progress.apply,
@@ -318,6 +330,8 @@ async fn carry_out(
         progress.failover = Some(observed);
     }
 
+    // The case's fullest point: everything it built is still there.
+    crate::memory::sample();
     let t = Instant::now();
     drop(built);
     progress.phases.teardown_ms = ms(t.elapsed());

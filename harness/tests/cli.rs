@@ -201,7 +201,7 @@ fn case(name: &str, applier: &str, status: &str, checks: Vec<Value>) -> Value {
         "name": name, "path": format!("suites/{name}"), "description": "fixture",
         "spec": {"path": format!("suites/{name}/interfaces"), "sha256": "00"},
         "topology": "standalone", "applier": applier, "status": status, "error": null,
-        "negative_control": null, "duration_ms": 1234.5,
+        "negative_control": null, "duration_ms": 1234.5, "inherent_ms": 1000.0, "inherent": [],
         "phases": {"setup_ms": 1.0, "apply_ms": 2.0, "observe_ms": 3.0, "checks_ms": 0.1,
                    "timing_ms": 4.0, "teardown_ms": 0.5},
         "warnings": [], "apply": [], "observed": null, "timing": null, "checks": checks,
@@ -217,6 +217,7 @@ fn report(release: &str, cases: Vec<Value>) -> Value {
         "duration_ms": 5000.0,
         "summary": {},
         "cases": cases,
+        "memory": {"harness_peak_rss_kib": 9000, "guest_total_kib": 110000, "guest_peak_used_kib": 20000},
     })
 }
 
@@ -431,6 +432,7 @@ fn report_merge_joins_shards_in_name_order_and_recounts() {
     // A shard whose cases never created a bond does not know the driver's version.
     shard2["kernel"]["bonding_driver"] = Value::Null;
     shard2["kernel"]["boot_ms"] = json!(1500.0);
+    shard2["memory"]["guest_peak_used_kib"] = json!(30000);
     let s1 = write_json(dir.path(), "shard-1.json", &shard1);
     let s2 = write_json(dir.path(), "shard-2.json", &shard2);
     let merged_path = dir.path().join("out/merged.json");
@@ -459,9 +461,15 @@ fn report_merge_joins_shards_in_name_order_and_recounts() {
             "cases": 4, "cases_passed": 2, "cases_failed": 1, "cases_error": 1,
             "checks_passed": 3, "checks_failed": 1, "checks_skipped": 1,
             "negative_controls_held": 1, "negative_controls_broken": 0,
+            "inherent_ms": 4000.0, "wall_over_inherent": 2.5,
         })
     );
     assert_eq!(merged["duration_ms"], 10000.0);
+    // Each shard's process and guest: the most any used.
+    assert_eq!(
+        merged["memory"],
+        json!({"harness_peak_rss_kib": 9000, "guest_total_kib": 110000, "guest_peak_used_kib": 30000})
+    );
     assert_eq!(merged["kernel"]["bonding_driver"], "v6.1");
     assert_eq!(merged["kernel"]["boot_ms"], 1500.0);
     // Fields merge does not look at are carried through.
