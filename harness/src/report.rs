@@ -193,6 +193,9 @@ pub struct CaseReport {
     pub timing: Option<crate::timing::Measured>,
     /// The 802.3ad state of the bond and its LACP partner, for cases on a topology with one.
     pub lacp: Option<crate::lacp::Observed>,
+    /// Every LACPDU captured on the peer ends and the model's cadence, for cases with an LACP
+    /// partner.
+    pub lacpdus: Option<crate::lacpdu::Observed>,
     /// The frames sent through the bond and where each capture saw them.
     pub traffic: Option<Traffic>,
     pub checks: Vec<Verdict>,

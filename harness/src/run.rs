@@ -12,6 +12,7 @@ use crate::ifenslave::Applier;
 use crate::ifupdown;
 use crate::kernel::KernelInfo;
 use crate::lacp;
+use crate::lacpdu;
 use crate::model::{self, Model, Value};
 use crate::netlink;
 use crate::observe;
@@ -63,6 +64,7 @@ struct Progress {
     observed: Option<Observation>,
     timing: Option<timing::Measured>,
     lacp: Option<lacp::Observed>,
+    lacpdus: Option<lacpdu::Observed>,
     traffic: Option<report::Traffic>,
 }
 
@@ -127,6 +129,7 @@ async fn run_case(case: &Case, options: Options, kernel: &mut KernelInfo) -> Cas
         observed: progress.observed,
         timing: progress.timing,
         lacp: progress.lacp,
+        lacpdus: progress.lacpdus,
         traffic: progress.traffic,
         checks,
     }
@@ -152,6 +155,12 @@ async fn carry_out(
     let t = Instant::now();
     let built = topology::build(&case.topology, &slaves).await?;
     progress.phases.setup_ms = ms(t.elapsed());
+    // With an LACP partner, every LACPDU either side sends is captured from the start.
+    let mut lacpdus = if lacp::applies(model, &case.topology) {
+        Some(lacpdu::Capture::open(&built, &slaves)?)
+    } else {
+        None
+    };
 
     for change in perturbations(Moment::BeforeApply) {
         perturb::perturb(change, &case.spec, &built, None).await?;
@@ -226,6 +235,46 @@ async fn carry_out(
         progress.lacp = Some(observed);
         progress.phases.lacp_ms = ms(t.elapsed());
     }
+    // Then, in steady state, each side's LACPDUs against the periodic rules.
+    if let (Some(capture), Some(partner)) = (&mut lacpdus, &built.peer_master) {
+        let t = Instant::now();
+        let actors = lacpdu::actors(model, &case.topology);
+        let expected = lacpdu::expect(actors.0, actors.1);
+        match kernel.hz {
+            Some(hz) => {
+                let clock = lacpdu::Clock {
+                    hz,
+                    tolerance_ms: kernel.timing_tolerance_ms,
+                };
+                let window = lacpdu::window(&expected, &clock);
+                let from_ms = capture.ms_at(t);
+                let pdus = capture.collect(t + window, |pdus| {
+                    lacpdu::enough(&expected, slaves.len(), pdus, from_ms)
+                })?;
+                let observed = lacpdu::Observed {
+                    expected,
+                    steady_from_ms: from_ms,
+                    window_ms: ms(t.elapsed()),
+                    pdus: pdus.to_vec(),
+                };
+                verdicts.extend(lacpdu::checks(
+                    &observed,
+                    actors,
+                    &slaves,
+                    &partner.name,
+                    &clock,
+                ));
+                progress.lacpdus = Some(observed);
+            }
+            None => verdicts.extend(lacpdu::skipped(
+                &slaves,
+                "the kernel's HZ is unknown: no tick length to derive the intervals from",
+            )),
+        }
+        progress.phases.lacp_ms += ms(t.elapsed());
+    }
+    // The captures see every frame: closed before the traffic phase floods them.
+    drop(lacpdus);
 
     for change in perturbations(Moment::BeforeTraffic) {
         perturb::perturb(change, &case.spec, &built, Some(applied.bond_index)).await?;

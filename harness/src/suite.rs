@@ -252,6 +252,7 @@ fn check_ids(spec: &Spec, topology: &Topology, timing: bool, applier: Applier) -
     if crate::lacp::applies(&model, topology) {
         let slaves: Vec<String> = spec.bond.slaves.iter().map(|s| s.value.clone()).collect();
         ids.extend(crate::lacp::check_ids(&slaves));
+        ids.extend(crate::lacpdu::check_ids(&slaves));
     }
     if timing {
         ids.extend(crate::checks::TIMING.iter().map(|c| c.to_string()));
