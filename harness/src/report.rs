@@ -47,6 +47,8 @@ pub struct Summary {
     pub cases_passed: usize,
     pub cases_failed: usize,
     pub cases_error: usize,
+    /// Cases outside the run's profile: reported, not run.
+    pub cases_skipped: usize,
     /// Check verdicts of regular cases (negative controls are counted below).
     pub checks_passed: usize,
     pub checks_failed: usize,
@@ -68,7 +70,8 @@ impl Summary {
         match status {
             Status::Pass => self.cases_passed += 1,
             Status::Fail => self.cases_failed += 1,
-            Status::Error | Status::Skip => self.cases_error += 1,
+            Status::Error => self.cases_error += 1,
+            Status::Skip => self.cases_skipped += 1,
         }
         match control_held {
             Some(true) => self.negative_controls_held += 1,
@@ -177,6 +180,8 @@ pub struct CaseReport {
     pub description: String,
     pub spec: SpecRef,
     pub topology: String,
+    /// Why this topology, when the case named none ("default for mode 802.3ad: ...").
+    pub topology_default: Option<String>,
     /// How the spec was brought up: `netlink` or `ifupdown`.
     pub applier: Applier,
     /// pass: every check passed (a negative control: it held); fail; error: the case could not
@@ -223,7 +228,7 @@ impl Report {
 
     /// 0 when every case passed (negative controls held), 1 otherwise.
     pub fn exit_code(&self) -> i32 {
-        i32::from(self.summary.cases_passed != self.summary.cases)
+        i32::from(self.summary.cases_passed + self.summary.cases_skipped != self.summary.cases)
     }
 
     /// Writes the JSON report atomically: a reader never sees half a report.
@@ -236,11 +241,12 @@ impl Report {
         let s = &self.summary;
         let k = &self.kernel;
         let mut out = format!(
-            "{} cases: {} passed, {} failed, {} errors; checks: {} passed, {} failed, {} skipped",
+            "{} cases: {} passed, {} failed, {} errors, {} skipped; checks: {} passed, {} failed, {} skipped",
             s.cases,
             s.cases_passed,
             s.cases_failed,
             s.cases_error,
+            s.cases_skipped,
             s.checks_passed,
             s.checks_failed,
             s.checks_skipped
@@ -267,6 +273,7 @@ impl CaseReport {
     pub fn text(&self) -> String {
         let p = &self.phases;
         let word = match (&self.negative_control, self.status) {
+            (_, Status::Skip) => "SKIP",
             (Some(_), Status::Pass) => "HELD",
             (Some(_), _) => "BROKEN",
             (None, Status::Pass) => "PASS",
@@ -304,6 +311,9 @@ impl CaseReport {
         );
         if let Some(e) = &self.error {
             out += &format!("  error: {e}\n");
+        }
+        if let Some(why) = &self.topology_default {
+            out += &format!("  topology: {} ({why})\n", self.topology);
         }
         if self.negative_control.is_none() {
             for w in &self.warnings {

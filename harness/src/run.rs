@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use clap::ValueEnum;
+
 use crate::apply;
 use crate::checks::{self, Observation, Status};
 use crate::distribution;
@@ -18,7 +20,7 @@ use crate::netlink;
 use crate::observe;
 use crate::perturb;
 use crate::report::{self, CaseReport, ControlVerdict, Phases, Report, SpecRef, Warning};
-use crate::suite::{Case, Moment};
+use crate::suite::{Case, Moment, Profile};
 use crate::timing;
 use crate::topology;
 use crate::traffic;
@@ -29,6 +31,8 @@ pub struct Options {
     pub applier: Applier,
     /// Cut-and-restore trials of each timing case.
     pub trials: usize,
+    /// Cases of a longer profile are reported as skipped.
+    pub profile: Profile,
 }
 
 /// Runs every case in order; `progress` sees each case report as soon as it is done.
@@ -73,7 +77,11 @@ async fn run_case(case: &Case, options: Options, kernel: &mut KernelInfo) -> Cas
     let start = Instant::now();
     let model = model::predict(&case.spec, applier);
     let mut progress = Progress::default();
-    let outcome = carry_out(case, options, &model, kernel, &mut progress).await;
+    let outcome = if case.profile > options.profile {
+        Ok(skipped_for_profile(case, applier))
+    } else {
+        carry_out(case, options, &model, kernel, &mut progress).await
+    };
     let (checks, error) = match outcome {
         Ok(checks) => (checks, None),
         Err(e) => (Vec::new(), Some(e.to_string())),
@@ -97,6 +105,7 @@ async fn run_case(case: &Case, options: Options, kernel: &mut KernelInfo) -> Cas
     });
     let status = match (&error, &negative_control) {
         (Some(_), _) => Status::Error,
+        (None, _) if case.profile > options.profile => Status::Skip,
         (None, Some(nc)) if nc.held => Status::Pass,
         (None, Some(_)) => Status::Fail,
         // A skipped check is reported as skipped; it neither passes nor fails the case.
@@ -118,6 +127,7 @@ async fn run_case(case: &Case, options: Options, kernel: &mut KernelInfo) -> Cas
             sha256: case.spec.sha256.clone(),
         },
         topology: case.topology.name.clone(),
+        topology_default: case.topology_default.clone(),
         applier,
         status,
         error,
@@ -133,6 +143,31 @@ async fn run_case(case: &Case, options: Options, kernel: &mut KernelInfo) -> Cas
         traffic: progress.traffic,
         checks,
     }
+}
+
+/// Every check of a case outside the run's profile, skipped: it did not run.
+fn skipped_for_profile(case: &Case, applier: Applier) -> Vec<checks::Verdict> {
+    let name = case
+        .profile
+        .to_possible_value()
+        .map_or("?".into(), |v| v.get_name().to_string());
+    let why =
+        format!("skipped: the case belongs to the {name} profile (run with --profile {name})");
+    case.check_ids(applier)
+        .into_iter()
+        .map(|check| checks::Verdict {
+            check,
+            status: Status::Skip,
+            requested: None,
+            expected: None,
+            observed: None,
+            observed_procfs: None,
+            unit: None,
+            rule: None,
+            message: why.clone(),
+            measurements: Vec::new(),
+        })
+        .collect()
 }
 
 async fn carry_out(
@@ -246,10 +281,15 @@ async fn carry_out(
                     hz,
                     tolerance_ms: kernel.timing_tolerance_ms,
                 };
-                let window = lacpdu::window(&expected, &clock);
+                // Slow LACPDUs (every 30 s) are measured in the long profile only.
+                let slow = options.profile >= Profile::Long;
+                let skip = (expected.slow() && !slow).then_some(
+                    "a side sends slow LACPDUs (every 30 s): measured with --profile long",
+                );
+                let window = lacpdu::window(&expected, &clock, slow);
                 let from_ms = capture.ms_at(t);
                 let pdus = capture.collect(t + window, |pdus| {
-                    lacpdu::enough(&expected, slaves.len(), pdus, from_ms)
+                    skip.is_none() && lacpdu::enough(&expected, slaves.len(), pdus, from_ms)
                 })?;
                 let observed = lacpdu::Observed {
                     expected,
@@ -263,6 +303,7 @@ async fn carry_out(
                     &slaves,
                     &partner.name,
                     &clock,
+                    skip,
                 ));
                 progress.lacpdus = Some(observed);
             }
