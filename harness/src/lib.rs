@@ -23,6 +23,7 @@ pub mod kernel;
 pub mod kmsg;
 pub mod ktap;
 pub mod lacp;
+pub mod lacpdu;
 pub mod lint;
 pub mod matrix;
 pub mod memory;

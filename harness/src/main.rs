@@ -110,6 +110,10 @@ struct RunArgs {
     /// Cut-and-restore trials per timing case; every sample is judged.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
     trials: u16,
+    /// Also run the cases of this profile (`long`: cases that wait tens of seconds, such as
+    /// slow LACPDUs); the others are reported as skipped.
+    #[arg(long, value_enum, default_value = "default")]
+    profile: bondcheck::suite::Profile,
 }
 
 /// The report in other formats, for CI systems and kernel test tooling.
@@ -443,6 +447,7 @@ fn run_command(args: Vec<OsString>, place: Place, opts: RunArgs) -> Result<i32, 
     let options = run::Options {
         applier: opts.apply,
         trials: opts.trials.into(),
+        profile: opts.profile,
     };
     let report_data = run::run(&cases, options, kernel, |case| print!("{}", case.text()))?;
     println!("{}", report_data.summary_text());

@@ -25,13 +25,17 @@ pub async fn perturb(change: &Change, spec: &Spec, built: &Built, bond: Option<u
     };
     match change {
         Change::Set { option, value } => {
-            netlink::set_option(
-                h,
-                bond.ok_or_else(no_bond)?,
-                catalogued(option),
-                &Write::Number(*value),
-            )
-            .await
+            let bond = bond.ok_or_else(no_bond)?;
+            let opt = catalogued(option);
+            // The kernel changes an IFDOWN option (lacp_rate, lacp_active, ...) only on a bond
+            // that is down: take it down around the write, as an admin would have to.
+            if opt.flags.if_down {
+                netlink::set_up(h, bond, false).await.map_err(refused)?;
+            }
+            match netlink::set_option(h, bond, opt, &Write::Number(*value)).await {
+                Ok(()) if opt.flags.if_down => netlink::set_up(h, bond, true).await,
+                other => other,
+            }
         }
         Change::SetMode(mode) => {
             let bond = bond.ok_or_else(no_bond)?;

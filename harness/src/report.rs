@@ -69,6 +69,8 @@ pub struct Summary {
     pub cases_failed: usize,
     /// Cases that could not be carried out (status `error`).
     pub cases_error: usize,
+    /// Cases outside the run's profile: reported, not run.
+    pub cases_skipped: usize,
     /// Check verdicts of regular cases (negative controls are counted below).
     pub checks_passed: usize,
     /// Check verdicts of regular cases that failed or could not be judged (`fail`, `error`).
@@ -100,7 +102,8 @@ impl Summary {
         match status {
             Status::Pass => self.cases_passed += 1,
             Status::Fail => self.cases_failed += 1,
-            Status::Error | Status::Skip => self.cases_error += 1,
+            Status::Error => self.cases_error += 1,
+            Status::Skip => self.cases_skipped += 1,
         }
         match control_held {
             Some(true) => self.negative_controls_held += 1,
@@ -244,6 +247,8 @@ pub struct CaseReport {
     pub spec: SpecRef,
     /// The topology's name (a file of veth-topologies/ without `.toml`).
     pub topology: String,
+    /// Why this topology, when the case named none ("default for mode 802.3ad: ...").
+    pub topology_default: Option<String>,
     /// How the spec was brought up: `netlink` or `ifupdown`.
     pub applier: Applier,
     /// pass: every check passed (a negative control: it held); fail; error: the case could not
@@ -271,6 +276,9 @@ pub struct CaseReport {
     pub timing: Option<crate::timing::Measured>,
     /// The 802.3ad state of the bond and its LACP partner, for cases on a topology with one.
     pub lacp: Option<crate::lacp::Observed>,
+    /// Every LACPDU captured on the peer ends and the model's cadence, for cases with an LACP
+    /// partner.
+    pub lacpdus: Option<crate::lacpdu::Observed>,
     /// The frames sent through the bond and where each capture saw them.
     pub traffic: Option<Traffic>,
     /// Timing cases: the stream of frames through one more cut and restore.
@@ -319,7 +327,7 @@ impl Report {
 
     /// 0 when every case passed (negative controls held), 1 otherwise.
     pub fn exit_code(&self) -> i32 {
-        i32::from(self.summary.cases_passed != self.summary.cases)
+        i32::from(self.summary.cases_passed + self.summary.cases_skipped != self.summary.cases)
     }
 
     /// Writes the JSON report atomically: a reader never sees half a report.
@@ -332,11 +340,12 @@ impl Report {
         let s = &self.summary;
         let k = &self.kernel;
         let mut out = format!(
-            "{} cases: {} passed, {} failed, {} errors; checks: {} passed, {} failed, {} skipped",
+            "{} cases: {} passed, {} failed, {} errors, {} skipped; checks: {} passed, {} failed, {} skipped",
             s.cases,
             s.cases_passed,
             s.cases_failed,
             s.cases_error,
+            s.cases_skipped,
             s.checks_passed,
             s.checks_failed,
             s.checks_skipped
@@ -366,6 +375,7 @@ impl CaseReport {
     pub fn text(&self) -> String {
         let p = &self.phases;
         let word = match (&self.negative_control, self.status) {
+            (_, Status::Skip) => "SKIP",
             (Some(_), Status::Pass) => "HELD",
             (Some(_), _) => "BROKEN",
             (None, Status::Pass) => "PASS",
@@ -407,6 +417,9 @@ impl CaseReport {
         );
         if let Some(e) = &self.error {
             out += &format!("  error: {e}\n");
+        }
+        if let Some(why) = &self.topology_default {
+            out += &format!("  topology: {} ({why})\n", self.topology);
         }
         if self.negative_control.is_none() {
             for w in &self.warnings {

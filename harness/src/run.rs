@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use clap::ValueEnum;
+
 use crate::apply;
 use crate::checks::{self, Observation, Status};
 use crate::distribution;
@@ -13,12 +15,13 @@ use crate::ifenslave::Applier;
 use crate::ifupdown;
 use crate::kernel::KernelInfo;
 use crate::lacp;
+use crate::lacpdu;
 use crate::model::{self, Model, Value};
 use crate::netlink;
 use crate::observe;
 use crate::perturb;
 use crate::report::{self, CaseReport, ControlVerdict, Phases, Report, SpecRef, Warning};
-use crate::suite::{Case, Moment};
+use crate::suite::{Case, Moment, Profile};
 use crate::timing;
 use crate::topology;
 use crate::traffic;
@@ -29,6 +32,8 @@ pub struct Options {
     pub applier: Applier,
     /// Cut-and-restore trials of each timing case.
     pub trials: usize,
+    /// Cases of a longer profile are reported as skipped.
+    pub profile: Profile,
 }
 
 /// Runs every case in order; `progress` sees each case report as soon as it is done.
@@ -66,6 +71,7 @@ struct Progress {
     observed: Option<Observation>,
     timing: Option<timing::Measured>,
     lacp: Option<lacp::Observed>,
+    lacpdus: Option<lacpdu::Observed>,
     traffic: Option<report::Traffic>,
     failover: Option<failover::Observed>,
     /// What the kernel logged while the spec was applied.
@@ -87,20 +93,26 @@ async fn run_case(case: &Case, options: Options, kernel: &mut KernelInfo) -> Cas
     let mut progress = Progress::default();
     // Everything the kernel logs from here to the end of the case is judged.
     let mut log = crate::kmsg::Kmsg::open().ok();
-    let outcome = carry_out(case, options, &model, kernel, &mut log, &mut progress).await;
+    let outcome = if case.profile > options.profile {
+        Ok(skipped_for_profile(case, applier))
+    } else {
+        carry_out(case, options, &model, kernel, &mut log, &mut progress)
+            .await
+            .map(|mut checks| {
+                let after = log.as_mut().map(crate::kmsg::Kmsg::drain);
+                let refusals = model.answers.iter().filter(|a| a.refused.is_some()).count();
+                checks.push(checks::kernel_log(
+                    after
+                        .as_deref()
+                        .map(|after| (progress.apply_log.as_slice(), after)),
+                    &crate::kmsg::known(),
+                    refusals,
+                ));
+                checks
+            })
+    };
     let (checks, error) = match outcome {
-        Ok(mut checks) => {
-            let after = log.as_mut().map(crate::kmsg::Kmsg::drain);
-            let refusals = model.answers.iter().filter(|a| a.refused.is_some()).count();
-            checks.push(checks::kernel_log(
-                after
-                    .as_deref()
-                    .map(|after| (progress.apply_log.as_slice(), after)),
-                &crate::kmsg::known(),
-                refusals,
-            ));
-            (checks, None)
-        }
+        Ok(checks) => (checks, None),
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
     let negative_control = case.negative_control.as_ref().map(|nc| {
@@ -122,6 +134,7 @@ async fn run_case(case: &Case, options: Options, kernel: &mut KernelInfo) -> Cas
     });
     let status = match (&error, &negative_control) {
         (Some(_), _) => Status::Error,
+        (None, _) if case.profile > options.profile => Status::Skip,
         (None, Some(nc)) if nc.held => Status::Pass,
         (None, Some(_)) => Status::Fail,
         // A skipped check is reported as skipped; it neither passes nor fails the case.
@@ -143,6 +156,7 @@ async fn run_case(case: &Case, options: Options, kernel: &mut KernelInfo) -> Cas
             sha256: case.spec.sha256.clone(),
         },
         topology: case.topology.name.clone(),
+        topology_default: case.topology_default.clone(),
         applier,
         status,
         error,
@@ -156,10 +170,36 @@ async fn run_case(case: &Case, options: Options, kernel: &mut KernelInfo) -> Cas
         observed: progress.observed,
         timing: progress.timing,
         lacp: progress.lacp,
+        lacpdus: progress.lacpdus,
         traffic: progress.traffic,
         failover: progress.failover,
         checks,
     }
+}
+
+/// Every check of a case outside the run's profile, skipped: it did not run.
+fn skipped_for_profile(case: &Case, applier: Applier) -> Vec<checks::Verdict> {
+    let name = case
+        .profile
+        .to_possible_value()
+        .map_or("?".into(), |v| v.get_name().to_string());
+    let why =
+        format!("skipped: the case belongs to the {name} profile (run with --profile {name})");
+    case.check_ids(applier)
+        .into_iter()
+        .map(|check| checks::Verdict {
+            check,
+            status: Status::Skip,
+            requested: None,
+            expected: None,
+            observed: None,
+            observed_procfs: None,
+            unit: None,
+            rule: None,
+            message: why.clone(),
+            measurements: Vec::new(),
+        })
+        .collect()
 }
 
 async fn carry_out(
@@ -183,6 +223,12 @@ async fn carry_out(
     let t = Instant::now();
     let built = topology::build(&case.topology, &slaves).await?;
     progress.phases.setup_ms = ms(t.elapsed());
+    // With an LACP partner, every LACPDU either side sends is captured from the start.
+    let mut lacpdus = if lacp::applies(model, &case.topology) {
+        Some(lacpdu::Capture::open(&built, &slaves)?)
+    } else {
+        None
+    };
 
     for change in perturbations(Moment::BeforeApply) {
         perturb::perturb(change, &case.spec, &built, None).await?;
@@ -260,6 +306,52 @@ async fn carry_out(
         progress.lacp = Some(observed);
         progress.phases.lacp_ms = ms(t.elapsed());
     }
+    // Then, in steady state, each side's LACPDUs against the periodic rules.
+    if let (Some(capture), Some(partner)) = (&mut lacpdus, &built.peer_master) {
+        let t = Instant::now();
+        let actors = lacpdu::actors(model, &case.topology);
+        let expected = lacpdu::expect(actors.0, actors.1);
+        match kernel.hz {
+            Some(hz) => {
+                let clock = lacpdu::Clock {
+                    hz,
+                    tolerance_ms: kernel.timing_tolerance_ms,
+                };
+                // Slow LACPDUs (every 30 s) are measured in the long profile only.
+                let slow = options.profile >= Profile::Long;
+                let skip = (expected.slow() && !slow).then_some(
+                    "a side sends slow LACPDUs (every 30 s): measured with --profile long",
+                );
+                let window = lacpdu::window(&expected, &clock, slow);
+                let from_ms = capture.ms_at(t);
+                let pdus = capture.collect(t + window, |pdus| {
+                    skip.is_none() && lacpdu::enough(&expected, slaves.len(), pdus, from_ms)
+                })?;
+                let observed = lacpdu::Observed {
+                    expected,
+                    steady_from_ms: from_ms,
+                    window_ms: ms(t.elapsed()),
+                    pdus: pdus.to_vec(),
+                };
+                verdicts.extend(lacpdu::checks(
+                    &observed,
+                    actors,
+                    &slaves,
+                    &partner.name,
+                    &clock,
+                    skip,
+                ));
+                progress.lacpdus = Some(observed);
+            }
+            None => verdicts.extend(lacpdu::skipped(
+                &slaves,
+                "the kernel's HZ is unknown: no tick length to derive the intervals from",
+            )),
+        }
+        progress.phases.lacp_ms += ms(t.elapsed());
+    }
+    // The captures see every frame: closed before the traffic phase floods them.
+    drop(lacpdus);
 
     for change in perturbations(Moment::BeforeTraffic) {
         perturb::perturb(change, &case.spec, &built, Some(applied.bond_index)).await?;

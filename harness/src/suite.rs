@@ -2,7 +2,7 @@
 //! controls, which real deviation to inject into the bond and which checks must then fail.
 //!
 //! A case is a folder holding `case.toml` (format in suites/README.md). A plain interfaces(5)
-//! file given on the command line is a case too, on the default topology.
+//! file given on the command line is a case too, on the default topology of its mode.
 
 use std::path::{Path, PathBuf};
 
@@ -16,8 +16,25 @@ use crate::topology::Topology;
 
 /// The file that makes a folder a suite case.
 pub const CASE_FILE: &str = "case.toml";
-/// The topology a plain interfaces file runs on.
-pub const DEFAULT_TOPOLOGY: &str = "standalone";
+/// The topology a case runs on when it names none: the switch side the driver documentation
+/// (Documentation/networking/bonding.rst, "Switch Configuration") asks for in the bond's mode,
+/// and why.
+pub fn default_topology(mode: Mode) -> (&'static str, String) {
+    let (name, why) = match mode {
+        Mode::Ieee8023ad => (
+            "lacp-partner",
+            "802.3ad needs a switch that speaks LACP (an LACP port channel)",
+        ),
+        Mode::BalanceRr | Mode::BalanceXor | Mode::Broadcast => (
+            "static-aggregate",
+            "the mode needs the switch ports grouped as a static aggregate (EtherChannel \"mode on\")",
+        ),
+        Mode::ActiveBackup | Mode::BalanceTlb | Mode::BalanceAlb => {
+            ("standalone", "the mode needs no switch configuration")
+        }
+    };
+    (name, format!("default for mode {}: {why}", mode.name()))
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -25,12 +42,37 @@ struct CaseFile {
     description: String,
     /// Path of the interfaces(5) file, relative to the case folder.
     spec: PathBuf,
-    /// Name of a file in veth-topologies/ (without `.toml`).
-    topology: String,
+    /// Name of a file in veth-topologies/ (without `.toml`); the mode's default if left out.
+    topology: Option<String>,
+    #[serde(default)]
+    profile: Profile,
     timing: Option<Timing>,
     #[serde(default)]
     traffic: Traffic,
     negative_control: Option<NegativeControlFile>,
+}
+
+/// Which runs include a case: every run, or only `bondcheck run --profile long` (cases that
+/// wait tens of seconds for the kernel, such as slow LACPDUs every 30 s). Ordered: a run
+/// includes the cases of its profile and of the profiles below it.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Deserialize,
+    serde::Serialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Profile {
+    #[default]
+    Default,
+    Long,
 }
 
 /// A case that measures link monitor timing: which slave's carrier to cut (the first slave by
@@ -207,6 +249,9 @@ pub struct Case {
     pub description: String,
     pub spec: Spec,
     pub topology: Topology,
+    /// Why the case runs on its topology when it did not name one ("default for mode ...").
+    pub topology_default: Option<String>,
+    pub profile: Profile,
     pub timing: Option<Timing>,
     pub traffic: Traffic,
     pub negative_control: Option<NegativeControl>,
@@ -244,12 +289,16 @@ pub fn discover(path: &Path, topologies: &Path) -> Result<Vec<Case>> {
         let dir = path.parent().unwrap_or(Path::new("."));
         out.push(load_case(dir, &display_name(dir), topologies)?);
     } else {
+        let spec = spec::load(path)?;
+        let (topology, why) = default_topology(effective_mode(&spec));
         out.push(Case {
             name: display_name(path),
             path: path.to_path_buf(),
             description: "interfaces file given on the command line".into(),
-            spec: spec::load(path)?,
-            topology: Topology::load(&topologies.join(format!("{DEFAULT_TOPOLOGY}.toml")))?,
+            spec,
+            topology: Topology::load(&topologies.join(format!("{topology}.toml")))?,
+            topology_default: Some(why),
+            profile: Profile::Default,
             timing: None,
             traffic: Traffic::default(),
             negative_control: None,
@@ -266,6 +315,7 @@ fn check_ids(spec: &Spec, topology: &Topology, timing: bool, applier: Applier) -
     if crate::lacp::applies(&model, topology) {
         let slaves: Vec<String> = spec.bond.slaves.iter().map(|s| s.value.clone()).collect();
         ids.extend(crate::lacp::check_ids(&slaves));
+        ids.extend(crate::lacpdu::check_ids(&slaves));
     }
     if timing {
         ids.extend(crate::checks::TIMING.iter().map(|c| c.to_string()));
@@ -275,6 +325,11 @@ fn check_ids(spec: &Spec, topology: &Topology, timing: bool, applier: Applier) -
         ids.push(crate::failover::CHECK.to_string());
     }
     ids
+}
+
+/// The mode the bond will be in (the model's), which decides its default topology.
+fn effective_mode(spec: &Spec) -> Mode {
+    crate::model::predict(spec, Applier::Netlink).transmit.mode
 }
 
 fn display_name(path: &Path) -> String {
@@ -323,15 +378,21 @@ fn load_case(dir: &Path, name: &str, topologies: &Path) -> Result<Case> {
         ),
         other => other,
     })?;
-    let topo_path = topologies.join(format!("{}.toml", parsed.topology));
+    let (topology_name, topology_default) = match &parsed.topology {
+        Some(name) => (name.clone(), None),
+        None => {
+            let (name, why) = default_topology(effective_mode(&spec));
+            (name.to_string(), Some(why))
+        }
+    };
+    let topo_path = topologies.join(format!("{topology_name}.toml"));
     if !topo_path.is_file() {
         return Err(Error::input(
             &file,
             line_of("topology"),
             1,
             format!(
-                "no topology `{}` ({} does not exist)",
-                parsed.topology,
+                "no topology `{topology_name}` ({} does not exist)",
                 topo_path.display()
             ),
         ));
@@ -428,8 +489,40 @@ fn load_case(dir: &Path, name: &str, topologies: &Path) -> Result<Case> {
         description: parsed.description,
         spec,
         topology,
+        topology_default,
+        profile: parsed.profile,
         timing: parsed.timing,
         traffic: parsed.traffic,
         negative_control,
     })
+}
+
+#[cfg(test)]
+mod default_topology_tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_interfaces_file_gets_its_modes_switch_side() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let load = |spec: &str| {
+            let cases = discover(&root.join(spec), &root.join("veth-topologies")).unwrap();
+            (
+                cases[0].topology.name.clone(),
+                cases[0].topology_default.clone(),
+            )
+        };
+        let (name, why) = load("suites/modes/802.3ad-lacp-partner/interfaces");
+        assert_eq!(name, "lacp-partner");
+        assert_eq!(
+            why.unwrap(),
+            "default for mode 802.3ad: 802.3ad needs a switch that speaks LACP (an LACP port channel)"
+        );
+        assert_eq!(load("suites/debian-howto/interfaces").0, "static-aggregate");
+        assert_eq!(
+            load("suites/modes/active-backup/interfaces").0,
+            "standalone"
+        );
+        // A case that names its topology keeps it, with no default stated.
+        assert_eq!(load("suites/modes/802.3ad").1, None);
+    }
 }

@@ -30,7 +30,7 @@ use crate::netns::AnonNetns;
 const SOL_PACKET: libc::c_int = 263;
 const PACKET_STATISTICS: libc::c_int = 6;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
-const ETH_P_ALL: u16 = 0x0003;
+pub(crate) const ETH_P_ALL: u16 = 0x0003;
 
 /// Frames per `sendmmsg` and per `recvmmsg`.
 const BATCH: usize = 64;
@@ -115,7 +115,7 @@ fn os(what: &str) -> impl Fn(nix::Error) -> Error + '_ {
 }
 
 /// An AF_PACKET socket bound to `ifindex` in `ns`, for `protocol` (0: send only).
-fn packet_socket(ns: &AnonNetns, ifindex: u32, protocol: u16) -> Result<OwnedFd> {
+pub(crate) fn packet_socket(ns: &AnonNetns, ifindex: u32, protocol: u16) -> Result<OwnedFd> {
     ns.run(move || -> Result<OwnedFd> {
         // Protocol 0 at creation, the real one at bind: nothing is queued before the bind.
         let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };

@@ -25,6 +25,7 @@ use std::process::Command;
 use bondcheck::ifenslave::Applier;
 use bondcheck::ifupdown;
 use bondcheck::kernel::{self, Choice};
+use bondcheck::lacpdu;
 use bondcheck::model::ANSWERS;
 use bondcheck::suite::{self, Case};
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -56,15 +57,23 @@ fn main() {
     if let (Some(why), false, None) = (&no_ifupdown, args.list, &no_kernel) {
         eprintln!("ifupdown trials skipped: {why}");
     }
+    // Cases of the long profile run only when asked for: BONDCHECK_PROFILE=long.
+    let long = std::env::var("BONDCHECK_PROFILE").is_ok_and(|p| p == "long");
     let mut trials = Vec::new();
     for case in cases {
+        let outside_profile = case.profile > suite::Profile::Default && !long;
         let appliers: &[Applier] = match case.negative_control {
             Some(_) => &[Applier::Netlink],
             None => &[Applier::Netlink, Applier::Ifupdown],
         };
         for &applier in appliers {
+            let model = bondcheck::model::predict(&case.spec, applier);
+            let slow_lacpdus = !long && lacpdu::needs_long_profile(&model, &case.topology);
             let checks = case.check_ids(applier);
             for check in checks.into_iter().chain([REPORT_SCHEMA.to_string()]) {
+                // Skipped in a default run: slow LACPDUs are measured in the long profile.
+                let outside_profile =
+                    outside_profile || (slow_lacpdus && check.ends_with(".lacpdu_interval"));
                 let (name, unavailable) = match applier {
                     Applier::Netlink => (format!("{}::{check}", case.name), no_kernel.is_some()),
                     Applier::Ifupdown => (
@@ -76,7 +85,7 @@ fn main() {
                 trials.push(
                     Trial::test(name, move || run_trial(&case, applier, &check))
                         .with_kind("bonding")
-                        .with_ignored_flag(unavailable),
+                        .with_ignored_flag(unavailable || outside_profile),
                 );
             }
         }
@@ -142,6 +151,14 @@ fn case_report(case: &Case, applier: Applier) -> Result<Value, Failed> {
             .arg("run")
             .arg("--kernel=auto")
             .arg(format!("--apply={applier}"))
+            .arg(format!(
+                "--profile={}",
+                if case.profile == suite::Profile::Long {
+                    "long"
+                } else {
+                    "default"
+                }
+            ))
             .arg("--report")
             .arg(&report)
             .arg(&case.path)

@@ -1,0 +1,767 @@
+//! LACPDUs on the wire. Every slave's peer end is captured from the moment the topology is
+//! built (before the bond exists), with kernel timestamps, so every LACPDU each side sent is
+//! seen, the first ones included: the bond's (received on the peer end) and the partner's
+//! (sent by the peer end). From them: the interval between one side's periodic LACPDUs, which
+//! the driver derives from the lacp_rate of the *other* side, and whether a passive bond
+//! (lacp_active off) spoke before it was spoken to.
+
+use std::io::IoSliceMut;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::socket::{ControlMessageOwned, LinkAddr, MsgFlags, recvmsg, setsockopt, sockopt};
+
+use crate::checks::{Status, Verdict};
+use crate::error::{Error, Result};
+use crate::model::{Rule, Value};
+use crate::topology::Built;
+use crate::traffic;
+
+/// include/uapi/linux/if_ether.h ETH_P_SLOW; the LACPDU subtype (802.1AX, 6.4.2.3).
+const ETH_P_SLOW: u16 = 0x8809;
+const LACPDU_SUBTYPE: u8 = 1;
+/// Offset of the actor state in a LACPDU frame: 14 bytes of Ethernet header, then subtype,
+/// version, TLV type, TLV length, system priority (2), system (6), key (2), port priority (2),
+/// port (2).
+const ACTOR_STATE_AT: usize = 32;
+/// linux/if_packet.h: a frame the capturing interface sent.
+const PACKET_OUTGOING: u8 = 4;
+
+/// Which side of one port sent a LACPDU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Side {
+    /// The bond under test (captured arriving at the peer end).
+    Bond,
+    /// The LACP partner, or whatever is on the peer end (captured leaving it).
+    Partner,
+}
+
+/// One LACPDU seen on one slave's peer end.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, schemars::JsonSchema)]
+pub struct Pdu {
+    /// Index of the slave in enslave order.
+    pub slave: usize,
+    /// Which side sent it.
+    pub from: Side,
+    /// Kernel timestamp, from the moment the captures were opened.
+    pub at_ms: f64,
+    /// The sender's actor state (LACP_STATE_* bits).
+    pub actor_state: u8,
+}
+
+/// Open captures on every slave's peer end.
+pub struct Capture {
+    sockets: Vec<Option<OwnedFd>>,
+    /// Wall clock when the captures were opened: kernel timestamps are wall-clock times.
+    epoch: SystemTime,
+    opened: Instant,
+    pdus: Vec<Pdu>,
+}
+
+impl Capture {
+    /// Opens a capture of everything on each slave's peer end (in enslave order). ETH_P_ALL, not
+    /// ETH_P_SLOW: a partner bond's receive handler consumes LACPDUs before any handler bound
+    /// to their ethertype sees them; only the taps that see every frame come first.
+    pub fn open(built: &Built, slaves: &[String]) -> Result<Capture> {
+        let mut sockets = Vec::new();
+        for slave in slaves {
+            sockets.push(match built.peer(slave) {
+                Some(peer) => {
+                    let fd = traffic::packet_socket(
+                        built.peer_ns(peer),
+                        peer.index,
+                        traffic::ETH_P_ALL,
+                    )?;
+                    setsockopt(&fd, sockopt::ReceiveTimestampns, &true)
+                        .map_err(|e| Error::run(format!("LACPDU capture: SO_TIMESTAMPNS: {e}")))?;
+                    Some(fd)
+                }
+                None => None,
+            });
+        }
+        Ok(Capture {
+            sockets,
+            epoch: SystemTime::now(),
+            opened: Instant::now(),
+            pdus: Vec::new(),
+        })
+    }
+
+    /// Milliseconds on the captures' clock for an instant of this process.
+    pub fn ms_at(&self, t: Instant) -> f64 {
+        t.saturating_duration_since(self.opened).as_secs_f64() * 1e3
+    }
+
+    /// Reads LACPDUs until `done` holds for all seen so far, or `until` passes; returns every
+    /// LACPDU seen since the captures were opened. Blocks on the sockets, never sleeps.
+    pub fn collect(&mut self, until: Instant, done: impl Fn(&[Pdu]) -> bool) -> Result<&[Pdu]> {
+        loop {
+            self.drain()?;
+            let left = until.saturating_duration_since(Instant::now());
+            if done(&self.pdus) || left.is_zero() {
+                return Ok(&self.pdus);
+            }
+            let mut polled: Vec<PollFd> = self
+                .sockets
+                .iter()
+                .flatten()
+                .map(|s| PollFd::new(s.as_fd(), PollFlags::POLLIN))
+                .collect();
+            let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            match poll(&mut polled, PollTimeout::from(ms)) {
+                Ok(_) | Err(nix::Error::EINTR) => {}
+                Err(e) => return Err(Error::run(format!("LACPDU capture: poll: {e}"))),
+            }
+        }
+    }
+
+    /// Reads whatever is queued on every capture without blocking.
+    fn drain(&mut self) -> Result<()> {
+        let mut buf = [0u8; 256];
+        for (slave, socket) in self.sockets.iter().enumerate() {
+            let Some(fd) = socket else { continue };
+            loop {
+                let mut iov = [IoSliceMut::new(&mut buf)];
+                let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
+                let (len, at, pkttype) = match recvmsg::<LinkAddr>(
+                    fd.as_raw_fd(),
+                    &mut iov,
+                    Some(&mut cmsg),
+                    MsgFlags::MSG_DONTWAIT,
+                ) {
+                    Ok(m) => {
+                        let at = m
+                            .cmsgs()
+                            .map_err(|e| Error::run(format!("LACPDU capture: {e}")))?
+                            .find_map(|c| match c {
+                                ControlMessageOwned::ScmTimestampns(t) => Some(Duration::from(t)),
+                                _ => None,
+                            });
+                        (m.bytes, at, m.address.map(|a| a.pkttype()))
+                    }
+                    Err(nix::Error::EAGAIN) => break,
+                    // ENETDOWN: the peer end went down (a port released from its master is
+                    // closed and reopened); the socket reports it once and captures on.
+                    Err(nix::Error::EINTR | nix::Error::ENETDOWN) => continue,
+                    Err(e) => return Err(Error::run(format!("LACPDU capture: recvmsg: {e}"))),
+                };
+                let frame = &buf[..len.min(buf.len())];
+                if frame.len() <= ACTOR_STATE_AT
+                    || u16::from_be_bytes([frame[12], frame[13]]) != ETH_P_SLOW
+                    || frame[14] != LACPDU_SUBTYPE
+                {
+                    continue;
+                }
+                let at_ms = at
+                    .and_then(|t| (SystemTime::UNIX_EPOCH + t).duration_since(self.epoch).ok())
+                    .unwrap_or_default()
+                    .as_secs_f64()
+                    * 1e3;
+                self.pdus.push(Pdu {
+                    slave,
+                    from: if pkttype == Some(PACKET_OUTGOING) {
+                        Side::Partner
+                    } else {
+                        Side::Bond
+                    },
+                    at_ms,
+                    actor_state: frame[ACTOR_STATE_AT],
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Intervals measured per side and port in steady state: with fast LACPDUs, 9-, 9- and 12-tick
+/// intervals come round in turn (see [`Cadence::window`]), so three see each kind.
+pub const INTERVALS: usize = 3;
+
+/// Id of the check of both sides' LACPDU intervals on one port.
+pub fn interval_check(slave: &str) -> String {
+    format!("lacp.{slave}.lacpdu_interval")
+}
+
+/// Id of the check of the LACP_Activity bit in the bond's LACPDUs on one port.
+pub fn activity_check(slave: &str) -> String {
+    format!("lacp.{slave}.activity")
+}
+
+/// The checks of a case with an LACP partner, in report order.
+pub fn check_ids(slaves: &[String]) -> Vec<String> {
+    slaves
+        .iter()
+        .flat_map(|s| [interval_check(s), activity_check(s)])
+        .collect()
+}
+
+/// bond_3ad.c AD_FAST_PERIODIC_TIME and AD_SLOW_PERIODIC_TIME in state machine ticks
+/// (AD_TIMER_INTERVAL, 100 ms); ad_tx_machine sends at most AD_MAX_TX_IN_SECOND (3) a second,
+/// that is at every third tick.
+const FAST_TICKS: u64 = 10;
+const SLOW_TICKS: u64 = 300;
+const TX_TICKS: u64 = 3;
+const TICK_MS: f64 = 100.0;
+/// How far the state machine's re-armed ticks may fall behind P+G over many ticks on a loaded
+/// backend: the work runs when the CPU is free, and every tick re-arms from then. Measured in
+/// UML on a shared host: 300-tick intervals 0.1% to 0.4% over 300·(P+G).
+const DRIFT: f64 = 0.01;
+/// The activity bit of an LACP port state.
+const ACTIVITY: u8 = 0x01;
+
+/// What one side's LACPDUs look like once the ports have aggregated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cadence {
+    /// A periodic LACPDU every `ticks` state machine ticks.
+    Periodic { ticks: u64 },
+    /// No periodic LACPDUs: only answers and state changes.
+    None,
+}
+
+/// One side of a port as the model sees it: its lacp_active and lacp_rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actor {
+    pub active: bool,
+    pub fast: bool,
+}
+
+/// The state machines' clock on this kernel: a tick is the 802.3ad work re-armed every
+/// P = ceil(100 ms / jiffy) jiffies, which the timer wheel fires up to G jiffies late.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Clock {
+    pub hz: u32,
+    pub tolerance_ms: f64,
+}
+
+impl Clock {
+    fn jiffy_ms(&self) -> f64 {
+        1000.0 / f64::from(self.hz)
+    }
+    fn period(&self) -> f64 {
+        (TICK_MS / self.jiffy_ms()).ceil()
+    }
+    /// Below 63 jiffies the timer wheel's first level has a granularity of one jiffy.
+    fn granularity(&self) -> f64 {
+        1.0
+    }
+    /// The longest a tick can take, in ms.
+    fn tick_max_ms(&self) -> f64 {
+        (self.period() + self.granularity()) * self.jiffy_ms()
+    }
+}
+
+impl Cadence {
+    /// The 802.1AX rule as bond_3ad.c (ad_periodic_machine) has it: a side transmits
+    /// periodically if it or its partner is active, at the rate its *partner* asked for (the
+    /// partner's LACP_Timeout bit, which is the partner's lacp_rate).
+    pub fn of(sender: Actor, receiver: Actor) -> Cadence {
+        if !(sender.active || receiver.active) {
+            Cadence::None
+        } else if receiver.fast {
+            Cadence::Periodic { ticks: FAST_TICKS }
+        } else {
+            Cadence::Periodic { ticks: SLOW_TICKS }
+        }
+    }
+
+    /// The interval window of a periodic cadence in ms: the periodic machine sets NTT every N
+    /// ticks, and the transmit machine sends it at its next turn, every third tick, so an
+    /// interval is 3·floor(N/3) or 3·ceil(N/3) ticks (9 or 12 for the fast 10), each tick
+    /// lasting P to P+G jiffies; each end of an interval is a sample with the backend's
+    /// tolerance, so twice that each way, and the ticks may drift later by [`DRIFT`].
+    fn window(ticks: u64, clock: &Clock) -> (f64, f64) {
+        let short = (ticks / TX_TICKS * TX_TICKS) as f64;
+        let long = ticks.div_ceil(TX_TICKS) as f64 * TX_TICKS as f64;
+        (
+            short * clock.period() * clock.jiffy_ms() - 2.0 * clock.tolerance_ms,
+            long * clock.tick_max_ms() * (1.0 + DRIFT) + 2.0 * clock.tolerance_ms,
+        )
+    }
+}
+
+/// What the model expects of one port's LACPDUs, both ways.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "LacpduCadences")]
+pub struct Expected {
+    /// How the bond sends.
+    pub bond: Cadence,
+    /// How the partner sends.
+    pub partner: Cadence,
+    /// Whether the bond's LACPDUs carry LACP_Activity (lacp_active on).
+    pub bond_active: bool,
+}
+
+/// Whether measuring a case's LACPDU intervals needs the long profile (a side sends slow
+/// LACPDUs): what the model and the topology say, before anything runs.
+pub fn needs_long_profile(
+    model: &crate::model::Model,
+    topology: &crate::topology::Topology,
+) -> bool {
+    let (bond, partner) = actors(model, topology);
+    expect(bond, partner).slow()
+}
+
+/// The expectation for a bond and partner with these settings.
+pub fn expect(bond: Actor, partner: Actor) -> Expected {
+    Expected {
+        bond: Cadence::of(bond, partner),
+        partner: Cadence::of(partner, bond),
+        bond_active: bond.active,
+    }
+}
+
+/// The bond's side from the model's effective options, the partner's from the topology's
+/// peer-master options (the kernel's defaults, lacp_active on and lacp_rate slow, where the
+/// topology sets none).
+pub fn actors(model: &crate::model::Model, topology: &crate::topology::Topology) -> (Actor, Actor) {
+    let expects = |check: &str, word: &str| {
+        model
+            .expectations
+            .iter()
+            .any(|e| e.check == check && e.expected == crate::model::Value::Text(word.into()))
+    };
+    let peer = |name: &str| topology.peer_master.as_ref().and_then(|m| m.option(name));
+    (
+        Actor {
+            active: !expects("option.lacp_active", "off"),
+            fast: expects("option.lacp_rate", "fast"),
+        },
+        Actor {
+            active: peer("lacp_active") != Some(0),
+            fast: peer("lacp_rate") == Some(1),
+        },
+    )
+}
+
+impl Expected {
+    /// Whether a side sends slow LACPDUs (every 30 s): measuring them takes minutes.
+    pub fn slow(&self) -> bool {
+        [self.bond, self.partner].contains(&Cadence::Periodic { ticks: SLOW_TICKS })
+    }
+}
+
+/// How long to capture in steady state: enough periodic intervals of every periodic side, and
+/// at least as many fast periods for a side expected silent, to see it would have spoken.
+/// Without `slow`, only as long as fast LACPDUs need.
+pub fn window(expected: &Expected, clock: &Clock, slow: bool) -> Duration {
+    let longest = [expected.bond, expected.partner]
+        .iter()
+        .map(|c| match c {
+            Cadence::Periodic { ticks } if slow || *ticks != SLOW_TICKS => {
+                Cadence::window(*ticks, clock).1
+            }
+            _ => Cadence::window(FAST_TICKS, clock).1,
+        })
+        .fold(0.0, f64::max);
+    // One interval more than judged: the first is left out (see `judge_side`).
+    Duration::from_secs_f64(longest * (INTERVALS + 2) as f64 / 1e3)
+}
+
+/// Whether every periodic side has shown enough intervals on every port since `from_ms`.
+pub fn enough(expected: &Expected, ports: usize, pdus: &[Pdu], from_ms: f64) -> bool {
+    [
+        (Side::Bond, expected.bond),
+        (Side::Partner, expected.partner),
+    ]
+    .iter()
+    .all(|(side, cadence)| match cadence {
+        Cadence::None => false,
+        Cadence::Periodic { .. } => (0..ports).all(|port| {
+            pdus.iter()
+                .filter(|p| p.slave == port && p.from == *side && p.at_ms >= from_ms)
+                .count()
+                > INTERVALS + 1
+        }),
+    })
+}
+
+/// The LACPDUs and what they were judged against, for the report.
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "Lacpdus")]
+pub struct Observed {
+    /// The model's cadence of each side.
+    pub expected: Expected,
+    /// When steady state began (the aggregate formed), on the captures' clock.
+    pub steady_from_ms: f64,
+    /// How long the captures ran in steady state.
+    pub window_ms: f64,
+    /// Every LACPDU seen.
+    pub pdus: Vec<Pdu>,
+}
+
+const SOURCE: &str = "drivers/net/bonding/bond_3ad.c (ad_periodic_machine, ad_tx_machine, \
+                      ad_initialize_port, AD_FAST_PERIODIC_TIME, AD_SLOW_PERIODIC_TIME, \
+                      AD_MAX_TX_IN_SECOND); IEEE 802.1AX-2014 6.4.13";
+
+fn side_name(side: Side, slave: &str, partner: &str) -> String {
+    match side {
+        Side::Bond => format!("{slave} → {partner}"),
+        Side::Partner => format!("{partner} → {slave}"),
+    }
+}
+
+fn describe(c: Cadence, clock: &Clock) -> String {
+    match c {
+        Cadence::Periodic { ticks } => {
+            let (lo, hi) = Cadence::window(ticks, clock);
+            format!("every {ticks} ticks, intervals in [{lo:.0}, {hi:.0}] ms")
+        }
+        Cadence::None => "no periodic LACPDUs".into(),
+    }
+}
+
+/// Judges one side of one port; returns what was seen and the problems found.
+fn judge_side(
+    side: Side,
+    cadence: Cadence,
+    pdus: &[&Pdu],
+    clock: &Clock,
+    from_ms: f64,
+) -> (String, Vec<String>) {
+    let own: Vec<f64> = pdus
+        .iter()
+        .filter(|p| p.from == side && p.at_ms >= from_ms)
+        .map(|p| p.at_ms)
+        .collect();
+    let mut intervals: Vec<f64> = own.windows(2).map(|w| w[1] - w[0]).collect();
+    // The first LACPDU after the aggregate formed may be one its last state change called
+    // for, not a periodic one: a periodic side's first interval is left out.
+    if matches!(cadence, Cadence::Periodic { .. }) && !intervals.is_empty() {
+        intervals.remove(0);
+    }
+    let shown: Vec<String> = intervals.iter().map(|i| format!("{i:.1}")).collect();
+    let seen = format!("{} LACPDUs, intervals [{}] ms", own.len(), shown.join(", "));
+    let mut problems = Vec::new();
+    match cadence {
+        Cadence::Periodic { ticks } => {
+            let (lo, hi) = Cadence::window(ticks, clock);
+            if intervals.len() < INTERVALS {
+                problems.push(format!(
+                    "{} intervals, not {INTERVALS}: no LACPDU every {ticks} ticks",
+                    intervals.len()
+                ));
+            }
+            for i in intervals.iter().filter(|i| !(lo..=hi).contains(*i)) {
+                problems.push(format!("interval {i:.1} ms outside [{lo:.0}, {hi:.0}]"));
+            }
+        }
+        Cadence::None => {
+            // An LACPDU answering the other side's (at the transmit machine's next turn) or a
+            // state change is not periodic; two unprompted ones a periodic interval apart are.
+            let answer_ms = TX_TICKS as f64 * clock.tick_max_ms() + clock.tolerance_ms;
+            let unprompted: Vec<f64> = own
+                .iter()
+                .copied()
+                .filter(|t| {
+                    !pdus
+                        .iter()
+                        .any(|p| p.from != side && p.at_ms <= *t && *t - p.at_ms <= answer_ms)
+                })
+                .collect();
+            let periodic = [FAST_TICKS, SLOW_TICKS].map(|n| Cadence::window(n, clock));
+            for w in unprompted.windows(2) {
+                let i = w[1] - w[0];
+                if periodic.iter().any(|(lo, hi)| (*lo..=*hi).contains(&i)) {
+                    problems.push(format!(
+                        "unprompted LACPDUs at {:.1} and {:.1} ms, {i:.1} ms apart: periodic",
+                        w[0], w[1]
+                    ));
+                }
+            }
+        }
+    }
+    (seen, problems)
+}
+
+fn verdict(
+    check: String,
+    expected: String,
+    observed: String,
+    problems: &[String],
+    rule: String,
+) -> Verdict {
+    let status = if problems.is_empty() {
+        Status::Pass
+    } else {
+        Status::Fail
+    };
+    let message = if problems.is_empty() {
+        observed.clone()
+    } else {
+        format!(
+            "{}; expected {expected}, observed {observed}; rule: {rule} ({SOURCE})",
+            problems.join("; ")
+        )
+    };
+    Verdict {
+        check,
+        status,
+        requested: None,
+        expected: Some(Value::Text(expected)),
+        observed: Some(Value::Text(observed)),
+        observed_procfs: None,
+        unit: None,
+        rule: Some(Rule {
+            text: rule,
+            source: SOURCE,
+        }),
+        message,
+        measurements: Vec::new(),
+    }
+}
+
+fn interval_rule(bond: Actor, partner: Actor, partner_name: &str, clock: &Clock) -> String {
+    let word = |a: Actor| {
+        format!(
+            "lacp_active {}, lacp_rate {}",
+            if a.active { "on" } else { "off" },
+            if a.fast { "fast" } else { "slow" }
+        )
+    };
+    format!(
+        "a side sends periodic LACPDUs if it or its partner is active, at the rate the partner \
+         asks for with its lacp_rate (LACP_Timeout): fast every {FAST_TICKS} ticks, slow every \
+         {SLOW_TICKS}; the transmit machine sends at every {TX_TICKS}rd tick, so intervals are \
+         3·floor(N/3) or 3·ceil(N/3) ticks of P = {} to P+G = {} jiffies (HZ = {}), +1% drift, ±2·{} ms; \
+         bond: {}, {partner_name}: {}",
+        clock.period(),
+        clock.period() + clock.granularity(),
+        clock.hz,
+        clock.tolerance_ms,
+        word(bond),
+        word(partner)
+    )
+}
+
+/// `lacp.<slave>.lacpdu_interval` and `lacp.<slave>.activity` for every slave; the intervals
+/// skipped for `skip_intervals`, if given.
+pub fn checks(
+    obs: &Observed,
+    actors: (Actor, Actor),
+    slaves: &[String],
+    partner_name: &str,
+    clock: &Clock,
+    skip_intervals: Option<&str>,
+) -> Vec<Verdict> {
+    let e = &obs.expected;
+    let mut out = Vec::new();
+    for (i, slave) in slaves.iter().enumerate() {
+        let pdus: Vec<&Pdu> = obs.pdus.iter().filter(|p| p.slave == i).collect();
+        let mut expected = Vec::new();
+        let mut observed = Vec::new();
+        let mut problems = Vec::new();
+        for (side, cadence) in [(Side::Bond, e.bond), (Side::Partner, e.partner)] {
+            let name = side_name(side, slave, partner_name);
+            let (seen, found) = judge_side(side, cadence, &pdus, clock, obs.steady_from_ms);
+            expected.push(format!("{name}: {}", describe(cadence, clock)));
+            observed.push(format!("{name}: {seen}"));
+            problems.extend(found.into_iter().map(|p| format!("{name}: {p}")));
+        }
+        let observed = format!(
+            "{} (over {:.0} ms from {:.0} ms)",
+            observed.join("; "),
+            obs.window_ms,
+            obs.steady_from_ms
+        );
+        let interval = verdict(
+            interval_check(slave),
+            expected.join("; "),
+            observed,
+            &problems,
+            interval_rule(actors.0, actors.1, partner_name, clock),
+        );
+        out.push(match skip_intervals {
+            Some(why) => Verdict {
+                status: Status::Skip,
+                message: format!("skipped: {why}"),
+                ..interval
+            },
+            None => interval,
+        });
+        out.push(activity(e.bond_active, &pdus, slave));
+    }
+    out
+}
+
+fn activity(active: bool, pdus: &[&Pdu], slave: &str) -> Verdict {
+    let bond: Vec<u8> = pdus
+        .iter()
+        .filter(|p| p.from == Side::Bond)
+        .map(|p| p.actor_state)
+        .collect();
+    let bit = |on: bool| {
+        if on {
+            "set (active)"
+        } else {
+            "clear (passive)"
+        }
+    };
+    let expected = format!("LACP_Activity {} in every LACPDU {slave} sent", bit(active));
+    let wrong = bond
+        .iter()
+        .filter(|s| (**s & ACTIVITY != 0) != active)
+        .count();
+    let mut problems = Vec::new();
+    if bond.is_empty() {
+        problems.push(format!("{slave} sent no LACPDU"));
+    } else if wrong > 0 {
+        problems.push(format!(
+            "{wrong} of {} LACPDUs with LACP_Activity {}",
+            bond.len(),
+            bit(!active)
+        ));
+    }
+    let states: Vec<String> = bond.iter().map(|s| format!("{s:#04x}")).collect();
+    verdict(
+        activity_check(slave),
+        expected,
+        format!(
+            "{} LACPDUs, actor states [{}]",
+            bond.len(),
+            states.join(", ")
+        ),
+        &problems,
+        "ad_initialize_port sets the actor's LACP_Activity from lacp_active, and every \
+         LACPDU carries the actor's operational state"
+            .into(),
+    )
+}
+
+/// The checks, skipped for `why`.
+pub fn skipped(slaves: &[String], why: &str) -> Vec<Verdict> {
+    check_ids(slaves)
+        .into_iter()
+        .map(|check| Verdict {
+            status: Status::Skip,
+            message: format!("skipped: {why}"),
+            ..verdict(check, String::new(), String::new(), &[], String::new())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLOCK: Clock = Clock {
+        hz: 100,
+        tolerance_ms: 30.0,
+    };
+    const ACTIVE_FAST: Actor = Actor {
+        active: true,
+        fast: true,
+    };
+    const PASSIVE_FAST: Actor = Actor {
+        active: false,
+        fast: true,
+    };
+
+    fn pdu(from: Side, at_ms: f64, actor_state: u8) -> Pdu {
+        Pdu {
+            slave: 0,
+            from,
+            at_ms,
+            actor_state,
+        }
+    }
+
+    #[test]
+    fn each_side_sends_at_the_other_sides_rate_and_only_if_one_is_active() {
+        let slow = Actor {
+            active: true,
+            fast: false,
+        };
+        let e = expect(slow, ACTIVE_FAST);
+        assert_eq!(e.bond, Cadence::Periodic { ticks: 10 });
+        assert_eq!(e.partner, Cadence::Periodic { ticks: 300 });
+        let e = expect(PASSIVE_FAST, ACTIVE_FAST);
+        assert_eq!(e.bond, Cadence::Periodic { ticks: 10 });
+        assert!(!e.bond_active);
+        let e = expect(PASSIVE_FAST, PASSIVE_FAST);
+        assert_eq!((e.bond, e.partner), (Cadence::None, Cadence::None));
+        // 9 or 12 ticks of 100 to 110 ms; 300 ticks of 100 to 110 ms, plus drift.
+        assert_eq!(Cadence::window(10, &CLOCK), (840.0, 1393.2));
+        let (lo, hi) = Cadence::window(300, &CLOCK);
+        assert_eq!(lo, 29940.0);
+        assert!((hi - 33390.0).abs() < 1e-6, "{hi}");
+    }
+
+    /// LACPDUs captured in UML (Linux 6.1.176) between an active bond and an active partner,
+    /// both fast: 990, 990 and 1320 ms apart, in turn.
+    #[test]
+    fn captured_fast_intervals_pass_and_a_missing_pdu_fails() {
+        let times = [2900.0, 3534.0, 4523.9, 5513.9, 6833.9, 7824.0];
+        let mut pdus: Vec<Pdu> = times.iter().map(|t| pdu(Side::Bond, *t, 0x3f)).collect();
+        pdus.extend(times.iter().map(|t| pdu(Side::Partner, t - 20.0, 0x3f)));
+        let obs = Observed {
+            expected: expect(ACTIVE_FAST, ACTIVE_FAST),
+            steady_from_ms: 2800.0,
+            window_ms: 5000.0,
+            pdus: pdus.clone(),
+        };
+        let slaves = ["eno1".to_string()];
+        let v = checks(
+            &obs,
+            (ACTIVE_FAST, ACTIVE_FAST),
+            &slaves,
+            "switch0",
+            &CLOCK,
+            None,
+        );
+        assert!(v.iter().all(|v| v.status == Status::Pass), "{v:#?}");
+        // The partner's third LACPDU lost: a 2.3 s gap.
+        pdus.retain(|p| !(p.from == Side::Partner && p.at_ms > 5000.0 && p.at_ms < 6000.0));
+        let v = checks(
+            &Observed { pdus, ..obs },
+            (ACTIVE_FAST, ACTIVE_FAST),
+            &slaves,
+            "switch0",
+            &CLOCK,
+            None,
+        );
+        assert_eq!(v[0].status, Status::Fail);
+        assert!(
+            v[0].message
+                .starts_with("switch0 → eno1: interval 2310.0 ms outside [840, 1393]"),
+            "{}",
+            v[0].message
+        );
+    }
+
+    /// Two passive sides: answers and expiries are not periodic; an active bond's are.
+    #[test]
+    fn silence_allows_answers_but_not_periodic_lacpdus() {
+        let answered = [
+            pdu(Side::Partner, 6138.6, 0x8e),
+            pdu(Side::Bond, 6158.6, 0x3e),
+            pdu(Side::Partner, 6468.6, 0x3e),
+            pdu(Side::Partner, 9438.5, 0x8e),
+            pdu(Side::Bond, 9458.5, 0x3e),
+        ];
+        let refs: Vec<&Pdu> = answered.iter().collect();
+        for side in [Side::Bond, Side::Partner] {
+            let (_, problems) = judge_side(side, Cadence::None, &refs, &CLOCK, 3000.0);
+            assert!(problems.is_empty(), "{problems:?}");
+        }
+        let periodic: Vec<Pdu> = [3524.4, 4514.4, 5504.4]
+            .iter()
+            .map(|t| pdu(Side::Bond, *t, 0x3d))
+            .collect();
+        let refs: Vec<&Pdu> = periodic.iter().collect();
+        let (_, problems) = judge_side(Side::Bond, Cadence::None, &refs, &CLOCK, 3000.0);
+        assert_eq!(
+            problems[0],
+            "unprompted LACPDUs at 3524.4 and 4514.4 ms, 990.0 ms apart: periodic"
+        );
+        let v = activity(false, &refs, "eno1");
+        assert!(
+            v.message
+                .starts_with("3 of 3 LACPDUs with LACP_Activity set (active)"),
+            "{}",
+            v.message
+        );
+    }
+}
