@@ -360,6 +360,30 @@ pub fn window(expected: &Expected, clock: &Clock, slow: bool) -> Duration {
     Duration::from_secs_f64(longest * (INTERVALS + 2) as f64 / 1e3)
 }
 
+/// The kernel time the steady-state capture cannot avoid, in ms at `hz`: as many of the
+/// shortest fast intervals (3·floor(10/3) ticks of 100 ms) as the capture must see, one more
+/// than judged, whatever the cadences (a side expected silent is watched as long).
+pub fn inherent(hz: u32) -> crate::model::Wait {
+    let clock = Clock {
+        hz,
+        tolerance_ms: 0.0,
+    };
+    let short = (FAST_TICKS / TX_TICKS * TX_TICKS) as f64 * clock.period() * clock.jiffy_ms();
+    let n = (INTERVALS + 1) as f64;
+    crate::model::Wait {
+        term: "lacpdus",
+        ms: n * short,
+        rule: crate::model::Rule {
+            text: format!(
+                "{n}·{short} ms: the LACPDU checks judge {INTERVALS} intervals after one left \
+                 out, and a fast interval is at least 3·floor(10/3) state machine ticks of 100 \
+                 ms (a side expected silent is watched as long)"
+            ),
+            source: SOURCE,
+        },
+    }
+}
+
 /// Whether every periodic side has shown enough intervals on every port since `from_ms`.
 pub fn enough(expected: &Expected, ports: usize, pdus: &[Pdu], from_ms: f64) -> bool {
     [

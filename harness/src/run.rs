@@ -82,14 +82,18 @@ async fn run_case(case: &Case, options: Options, kernel: &mut KernelInfo) -> Cas
     let applier = options.applier;
     let start = Instant::now();
     let model = model::predict(&case.spec, applier);
-    let inherent = model.inherent(
+    let lacp_partner = lacp::applies(&model, &case.topology);
+    let mut inherent = model.inherent(
         kernel.hz,
         model::Demands {
             trials: case.timing_slave().map_or(0, |_| options.trials),
             cuts: !case.traffic.down.is_empty(),
-            lacp_partner: lacp::applies(&model, &case.topology),
+            lacp_partner,
         },
     );
+    if lacp_partner {
+        inherent.push(lacpdu::inherent(kernel.hz.unwrap_or(1000)));
+    }
     let mut progress = Progress::default();
     // Everything the kernel logs from here to the end of the case is judged.
     let mut log = crate::kmsg::Kmsg::open().ok();
