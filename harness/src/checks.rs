@@ -188,12 +188,14 @@ fn compare(e: &Expectation, obs: &Observation) -> Verdict {
 }
 
 /// Ids of the timing checks, for cases that measure timing.
-pub const TIMING: [&str; 4] = [
+pub const TIMING: [&str; 3] = [
     "timing.downdelay",
     "timing.updelay",
     "timing.link_failure_count",
-    "timing.flap",
 ];
+
+/// The id of the flap check, for timing cases with a downdelay of a tick or more.
+pub const FLAP: &str = "timing.flap";
 
 /// Every sample of a transition inside its window: strictly after the lower bound (the driver
 /// cannot commit earlier) and at most the upper bound plus the backend's tolerance.
@@ -380,10 +382,9 @@ pub fn timing(
     out
 }
 
-/// A flap shorter than downdelay: seen going down, back up at the next tick, with nothing
-/// announced and no link failure counted. Without a downdelay there is no such flap: the first
-/// tick after the cut commits the slave down.
-pub fn flap(flap: Option<&Flap>, down_ticks: u64) -> Verdict {
+/// A flap shorter than downdelay (of `down_ticks` ≥ 1): seen going down, back up at the next
+/// tick, with nothing announced and no link failure counted.
+pub fn flap(f: &Flap, down_ticks: u64) -> Verdict {
     let rule = Rule {
         text: "with downdelay D ≥ 1 tick, a slave whose carrier is lost is \"going down\" (FAIL) \
                from the first tick; if the carrier returns before the D-th tick it goes back to \
@@ -393,7 +394,7 @@ pub fn flap(flap: Option<&Flap>, down_ticks: u64) -> Verdict {
         source: "drivers/net/bonding/bond_main.c",
     };
     let verdict = |status, message: String, measurements| Verdict {
-        check: TIMING[3].into(),
+        check: FLAP.into(),
         requested: None,
         status,
         expected: None,
@@ -403,15 +404,6 @@ pub fn flap(flap: Option<&Flap>, down_ticks: u64) -> Verdict {
         rule: Some(rule.clone()),
         message,
         measurements,
-    };
-    let Some(f) = flap.filter(|_| down_ticks > 0) else {
-        return verdict(
-            Status::Skip,
-            "skipped: downdelay is 0 ticks, so the first tick after a cut commits the slave down: \
-             no flap can be shorter"
-                .into(),
-            Vec::new(),
-        );
     };
     let mut measurements = vec![Measurement {
         name: "restored".into(),
@@ -1079,16 +1071,14 @@ mod tests {
             link_failures_before: 5,
             link_failures_after: 5,
         };
-        assert_eq!(flap(Some(&good), 2).status, Status::Pass);
-        assert_eq!(flap(Some(&good), 0).status, Status::Skip);
-        assert_eq!(flap(None, 2).status, Status::Skip);
+        assert_eq!(flap(&good, 2).status, Status::Pass);
         let committed = Flap {
             going_down_ms: None,
             announced: vec!["down".into()],
             link_failures_after: 6,
             ..good
         };
-        let v = flap(Some(&committed), 2);
+        let v = flap(&committed, 2);
         assert_eq!(v.status, Status::Fail);
         assert!(
             v.message.contains("never seen going down")

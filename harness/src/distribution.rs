@@ -182,32 +182,31 @@ pub struct Failover {
     pub rule: Rule,
 }
 
+/// Why the model cannot predict a stream through a cut and restore for this bond, if so.
+pub fn failover_unpredictable(t: &Transmit) -> Option<&'static str> {
+    match t.mode {
+        Mode::Ieee8023ad => Some(
+            "in 802.3ad the ports in use after a cut depend on the LACP machines, which the \
+             stream does not follow",
+        ),
+        Mode::BalanceTlb | Mode::BalanceAlb if t.tlb_dynamic_lb => Some(
+            "with tlb_dynamic_lb each hash bucket keeps the slave it was given across cuts and \
+             is rebalanced every 10 s: the model does not follow the buckets' history",
+        ),
+        _ => None,
+    }
+}
+
 /// The expectation for a stream through a cut of `cut`, given the active slave before the
-/// cut, after the DOWN commit and after the UP commit. Err says why the model cannot predict
-/// it for this bond.
+/// cut, after the DOWN commit and after the UP commit, for a bond the model can predict it
+/// for ([`failover_unpredictable`]).
 pub fn during_failover(
     t: &Transmit,
     cut: usize,
     actives: [Option<usize>; 3],
     frames: &[Frame],
-) -> Result<Failover, &'static str> {
+) -> Failover {
     let [before, after_cut, after_restore] = actives;
-    match t.mode {
-        Mode::Ieee8023ad => {
-            return Err(
-                "in 802.3ad the ports in use after a cut depend on the LACP machines, \
-                        which the stream does not follow",
-            );
-        }
-        Mode::BalanceTlb | Mode::BalanceAlb if t.tlb_dynamic_lb => {
-            return Err(
-                "with tlb_dynamic_lb each hash bucket keeps the slave it was given \
-                        across cuts and is rebalanced every 10 s: the model does not follow \
-                        the buckets' history",
-            );
-        }
-        _ => {}
-    }
     let all = vec![true; t.slaves.len()];
     let mut without = all.clone();
     without[cut] = false;
@@ -220,7 +219,7 @@ pub fn during_failover(
         expect(t, &without, after_cut, frames),
         expect(t, &all, after_restore, frames),
     ];
-    Ok(Failover {
+    Failover {
         cut,
         states,
         rule: rule(
@@ -232,7 +231,7 @@ pub fn during_failover(
                 .into(),
             BOND_MAIN_C,
         ),
-    })
+    }
 }
 
 /// Whether balance-tlb (`bond_xmit_tlb_slave_get`) or balance-alb (`bond_xmit_alb_slave_get`)

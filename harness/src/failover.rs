@@ -304,22 +304,12 @@ pub const CHECK: &str = "failover.traffic";
 
 /// Every frame of the stream where the driver may have put it in the states its send time
 /// allows: one state inside a bracket-free stretch, either neighbour inside a bracket.
-pub fn check(
-    expected: std::result::Result<&Failover, &str>,
-    observed: &Observed,
-    slaves: &[String],
-) -> Verdict {
-    let expected = match expected {
-        Ok(e) => e,
-        Err(why) => {
-            return verdict(None, Status::Skip, format!("skipped: {why}"), Vec::new());
-        }
-    };
+pub fn check(expected: &Failover, observed: &Observed, slaves: &[String]) -> Verdict {
     let stream = &observed.stream;
     let lost = stream.capture_loss();
     if lost > 0 {
         return verdict(
-            Some(expected),
+            expected,
             Status::Error,
             format!(
                 "the captures themselves dropped {lost} frames: what they saw is incomplete, so \
@@ -408,7 +398,7 @@ pub fn check(
     let wrong = (0..n).find(|i| !allowed[*i].contains(&seen[*i]));
     if let (None, Some(what)) = (wrong, missing) {
         return verdict(
-            Some(expected),
+            expected,
             Status::Fail,
             format!(
                 "the driver did not commit {} {what} within {:.0} ms, so the failover never \
@@ -422,7 +412,7 @@ pub fn check(
     }
     let Some(first) = wrong else {
         return verdict(
-            Some(expected),
+            expected,
             Status::Pass,
             format!(
                 "all {n} frames where the model allows ({}); {marks}",
@@ -452,7 +442,7 @@ pub fn check(
         .collect();
     let count = (0..n).filter(|i| !allowed[*i].contains(&seen[*i])).count();
     verdict(
-        Some(expected),
+        expected,
         Status::Fail,
         format!(
             "{count} of {n} frames not where the model allows; the first is #{first}:\n{}\n{}; \
@@ -530,7 +520,7 @@ fn alternatives(f: &Failover, states: &[State], phase: usize, i: usize) -> Vec<V
 }
 
 fn verdict(
-    expected: Option<&Failover>,
+    expected: &Failover,
     status: Status,
     message: String,
     measurements: Vec<Measurement>,
@@ -543,7 +533,7 @@ fn verdict(
         observed: None,
         observed_procfs: None,
         unit: Some("frames"),
-        rule: expected.map(|e| e.rule.clone()),
+        rule: Some(expected.rule.clone()),
         message,
         measurements,
     }
@@ -594,17 +584,21 @@ mod tests {
         }
     }
 
-    fn active_backup() -> Failover {
-        let t = Transmit {
+    fn active_backup_transmit() -> Transmit {
+        Transmit {
             mode: Mode::ActiveBackup,
             slaves: vec!["a".into(), "b".into()],
             packets_per_slave: 1,
             hash_policy: "layer2",
             tlb_dynamic_lb: true,
             min_links: 0,
-        };
+        }
+    }
+
+    fn active_backup() -> Failover {
+        let t = active_backup_transmit();
         let frames = crate::frames::frames(&crate::frames::mix(1, 4, [2, 0, 0, 0, 0, 1]), 1, 100);
-        during_failover(&t, 0, [Some(0), Some(1), Some(1)], &frames).unwrap()
+        during_failover(&t, 0, [Some(0), Some(1), Some(1)], &frames)
     }
 
     fn arrival(seq: u32, slave: usize) -> Arrival {
@@ -626,7 +620,7 @@ mod tests {
                 _ => Some(arrival(i, 1)),
             })
             .collect();
-        let v = check(Ok(&active_backup()), &observed(right.clone()), &names);
+        let v = check(&active_backup(), &observed(right.clone()), &names);
         assert_eq!(v.status, Status::Pass, "{}", v.message);
         // Frames 10 and 40 were sent inside the cut's and the commit's brackets.
         assert!(
@@ -638,7 +632,7 @@ mod tests {
         // A frame on b while a was still active is caught, with the frame and its state.
         let mut wrong = right;
         wrong.push(arrival(20, 1));
-        let v = check(Ok(&active_backup()), &observed(wrong), &names);
+        let v = check(&active_backup(), &observed(wrong), &names);
         assert_eq!(v.status, Status::Fail);
         assert!(
             v.message.contains("the first is #20")
@@ -653,7 +647,7 @@ mod tests {
         let mut o = observed((0..10).map(|i| arrival(i, 0)).collect());
         o.down = None;
         assert_eq!(possible_states(&o, 60.0, 60.1), [State::CarrierLost]);
-        let v = check(Ok(&active_backup()), &o, &["a".into(), "b".into()]);
+        let v = check(&active_backup(), &o, &["a".into(), "b".into()]);
         assert_eq!(v.status, Status::Fail);
         assert!(v.message.contains("did not commit a down"), "{}", v.message);
 
@@ -677,11 +671,15 @@ mod tests {
     }
 
     #[test]
-    fn an_unpredictable_bond_is_skipped_with_the_reason() {
-        let v = check(Err("why"), &observed(Vec::new()), &[]);
-        assert_eq!(
-            (v.status, v.message.as_str()),
-            (Status::Skip, "skipped: why")
-        );
+    fn lacp_and_dynamic_tlb_streams_are_not_predicted() {
+        use crate::distribution::failover_unpredictable;
+        let mut t = active_backup_transmit();
+        assert_eq!(failover_unpredictable(&t), None);
+        t.mode = Mode::Ieee8023ad;
+        assert!(failover_unpredictable(&t).is_some_and(|why| why.contains("LACP")));
+        t.mode = Mode::BalanceTlb;
+        assert!(failover_unpredictable(&t).is_some());
+        t.tlb_dynamic_lb = false;
+        assert_eq!(failover_unpredictable(&t), None);
     }
 }

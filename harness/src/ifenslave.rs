@@ -26,6 +26,16 @@ pub enum Applier {
     Ifupdown,
 }
 
+impl Applier {
+    /// As the command line and the report spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Applier::Netlink => "netlink",
+            Applier::Ifupdown => "ifupdown",
+        }
+    }
+}
+
 /// One thing done to the bond.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {

@@ -38,6 +38,7 @@ pub mod report;
 pub mod run;
 pub mod spec;
 pub mod suite;
+pub mod terminal;
 pub mod timing;
 pub mod topology;
 pub mod traffic;

@@ -8,6 +8,7 @@ use nix::sys::signal::{SigHandler, Signal, signal};
 
 use bondcheck::ifenslave::Applier;
 use bondcheck::kernel::{self, Backend, Choice, KernelInfo};
+use bondcheck::terminal::{Style, Terminal, Verbosity};
 use bondcheck::{Error, compare, html, junit, ktap, report, run, suite};
 
 #[derive(Parser)]
@@ -114,6 +115,58 @@ struct RunArgs {
     /// slow LACPDUs); the others are reported as skipped.
     #[arg(long, value_enum, default_value = "default")]
     profile: bondcheck::suite::Profile,
+    /// Print only the final summary (and errors).
+    #[arg(long, short, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Print every case's phases and the whole message of every check that did not pass.
+    #[arg(long, short)]
+    verbose: bool,
+    /// Colours: auto (on a terminal, unless NO_COLOR is set), always or never.
+    #[arg(long, value_enum, default_value = "auto", overrides_with = "color")]
+    color: ColorChoice,
+    /// Whether a status line may be rewritten in place: set by bondcheck for its guest, whose
+    /// console is a terminal whatever the host's output is.
+    #[arg(long, hide = true, overrides_with = "live")]
+    live: Option<bool>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl RunArgs {
+    /// The output's style: what the flags say, else what stdout is.
+    fn style(&self) -> Style {
+        let detected = Style::detect();
+        Style {
+            color: match self.color {
+                ColorChoice::Auto => detected.color,
+                ColorChoice::Always => true,
+                ColorChoice::Never => false,
+            },
+            live: self.live.unwrap_or(detected.live),
+        }
+    }
+
+    fn verbosity(&self) -> Verbosity {
+        match (self.quiet, self.verbose) {
+            (true, _) => Verbosity::Quiet,
+            (_, true) => Verbosity::Verbose,
+            _ => Verbosity::Normal,
+        }
+    }
+}
+
+/// This program's arguments with the host's style made explicit, for a guest: its console
+/// is a terminal whatever the host's stdout is.
+fn for_guest(mut args: Vec<OsString>, style: Style) -> Vec<OsString> {
+    let word = |on: bool| if on { "always" } else { "never" };
+    args.extend(["--color", word(style.color)].map(OsString::from));
+    args.push(format!("--live={}", style.live).into());
+    args
 }
 
 /// The report in other formats, for CI systems and kernel test tooling.
@@ -382,6 +435,7 @@ impl Shard {
 
 fn run_command(args: Vec<OsString>, place: Place, opts: RunArgs) -> Result<i32, Error> {
     let shard = opts.shard.as_deref().map(Shard::parse).transpose()?;
+    let (style, quiet) = (opts.style(), opts.verbosity() == Verbosity::Quiet);
     if opts.apply == Applier::Ifupdown {
         bondcheck::ifupdown::available().map_err(Error::Usage)?;
     }
@@ -423,11 +477,16 @@ fn run_command(args: Vec<OsString>, place: Place, opts: RunArgs) -> Result<i32, 
         Place::Host => match kernel::select(opts.kernel.clone())? {
             Backend::Host => KernelInfo::current("host"),
             Backend::Uml(uml) => {
-                println!("bondcheck: booting {} ...", uml.describe());
-                return kernel::uml::run_in_guest(&uml, args);
+                if !quiet {
+                    println!("bondcheck: booting {} ...", uml.describe());
+                }
+                return kernel::uml::run_in_guest(&uml, for_guest(args, style));
             }
             Backend::Vm(vm) => {
-                println!("bondcheck: booting {} ...", vm.describe());
+                if !quiet {
+                    println!("bondcheck: booting {} ...", vm.describe());
+                }
+                let args = for_guest(args, style);
                 let outputs: Vec<PathBuf> = [&opts.report, &opts.formats.junit, &opts.formats.ktap]
                     .into_iter()
                     .flatten()
@@ -437,7 +496,7 @@ fn run_command(args: Vec<OsString>, place: Place, opts: RunArgs) -> Result<i32, 
             }
         },
     };
-    if let Some(ms) = kernel.boot_ms {
+    if let (Some(ms), false) = (kernel.boot_ms, quiet) {
         println!(
             "bondcheck: in a {} guest, Linux {} (booted in {ms:.0} ms)",
             kernel.backend.to_uppercase(),
@@ -449,8 +508,9 @@ fn run_command(args: Vec<OsString>, place: Place, opts: RunArgs) -> Result<i32, 
         trials: opts.trials.into(),
         profile: opts.profile,
     };
-    let report_data = run::run(&cases, options, kernel, |case| print!("{}", case.text()))?;
-    println!("{}", report_data.summary_text());
+    let mut terminal = Terminal::new(opts.verbosity(), style);
+    let report_data = run::run(&cases, options, kernel, &mut |e| terminal.hear(e))?;
+    println!("{}", terminal.summary(&report_data));
     if let Some(path) = opts.report {
         report_data.write_json(&path)?;
         println!("report: {}", path.display());
@@ -463,6 +523,38 @@ fn run_command(args: Vec<OsString>, place: Place, opts: RunArgs) -> Result<i32, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn run_args(extra: &[&str]) -> RunArgs {
+        let mut argv = vec!["bondcheck", "run"];
+        argv.extend(extra);
+        match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Run(r) => r,
+            _ => unreachable!("a run"),
+        }
+    }
+
+    #[test]
+    fn a_guest_is_told_the_hosts_style_and_the_last_word_wins() {
+        let args: Vec<OsString> = ["bondcheck", "run", "--color", "auto"]
+            .map(OsString::from)
+            .to_vec();
+        let style = Style {
+            color: false,
+            live: true,
+        };
+        let guest = for_guest(args, style);
+        let words: Vec<&str> = guest.iter().filter_map(|a| a.to_str()).collect();
+        assert_eq!(
+            words[2..],
+            ["--color", "auto", "--color", "never", "--live=true"]
+        );
+        let parsed = run_args(&words[2..]);
+        assert_eq!(parsed.style(), style);
+        assert!(Cli::try_parse_from(["bondcheck", "run", "-q", "-v"]).is_err());
+        assert!(run_args(&["-q"]).verbosity() == Verbosity::Quiet);
+        assert!(run_args(&["--verbose"]).verbosity() == Verbosity::Verbose);
+        assert!(run_args(&[]).verbosity() == Verbosity::Normal);
+    }
 
     #[test]
     fn shards_split_the_sorted_list_round_robin() {

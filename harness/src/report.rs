@@ -392,10 +392,7 @@ impl CaseReport {
             0 => String::new(),
             n => format!(", {n} skipped"),
         };
-        let applier = match self.applier {
-            Applier::Netlink => "netlink",
-            Applier::Ifupdown => "ifupdown",
-        };
+        let applier = self.applier.name();
         let mut out = format!(
             "{kind} {} ({applier}): {word} ({}/{} checks passed{skipped}) [setup {:.0} ms, apply {:.0} ms, \
              observe {:.0} ms, lacp {:.0} ms, traffic {:.0} ms, timing {:.0} ms, failover {:.0} ms, checks {:.1} ms, \
@@ -415,6 +412,18 @@ impl CaseReport {
             self.duration_ms,
             self.inherent_ms
         );
+        out += &self.notes();
+        for c in self.checks.iter().filter(|c| c.status != Status::Pass) {
+            out += &format!("  {:?} {}: {}\n", c.status, c.check, c.message);
+        }
+        out
+    }
+
+    /// What a person should read about a finished case beyond its verdict: its error, the
+    /// default topology it got, the model's warnings and the kernel's refusals (regular cases),
+    /// what a negative control had to fail.
+    pub fn notes(&self) -> String {
+        let mut out = String::new();
         if let Some(e) = &self.error {
             out += &format!("  error: {e}\n");
         }
@@ -442,9 +451,6 @@ impl CaseReport {
                 nc.must_fail.join(", "),
                 nc.failed.join(", ")
             );
-        }
-        for c in self.checks.iter().filter(|c| c.status != Status::Pass) {
-            out += &format!("  {:?} {}: {}\n", c.status, c.check, c.message);
         }
         out
     }

@@ -322,7 +322,12 @@ fn check_ids(spec: &Spec, topology: &Topology, timing: bool, applier: Applier) -
         if model.selection.is_some() {
             ids.extend(crate::model::FAILOVER.iter().map(|c| c.to_string()));
         }
-        ids.push(crate::failover::CHECK.to_string());
+        if model.monitor.down_ticks > 0 {
+            ids.push(crate::checks::FLAP.to_string());
+        }
+        if crate::distribution::failover_unpredictable(&model.transmit).is_none() {
+            ids.push(crate::failover::CHECK.to_string());
+        }
     }
     ids
 }

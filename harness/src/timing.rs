@@ -56,7 +56,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Cuts and restores `slave`'s carrier `trials` times; each wait ends at its event or after
-/// `deadline`. `events` must be subscribed before the call.
+/// `deadline`; `on_trial` hears each trial begin. `events` must be subscribed before the call.
 pub async fn measure(
     built: &Built,
     bond: &str,
@@ -64,6 +64,7 @@ pub async fn measure(
     trials: usize,
     deadline: Duration,
     events: &mut UnboundedReceiver<SlaveEvent>,
+    on_trial: &mut dyn FnMut(usize),
 ) -> Result<Measured> {
     let peer = built
         .peer(slave)
@@ -73,6 +74,7 @@ pub async fn measure(
     let link_failures_before = link_failures(built, bond, slave).await?;
     let (mut down, mut up) = (Vec::new(), Vec::new());
     for trial in 1..=trials {
+        on_trial(trial);
         for (carrier, want, series) in [(false, "down", &mut down), (true, "up", &mut up)] {
             while events.try_recv().is_ok() {}
             if let Some(log) = log.as_mut() {

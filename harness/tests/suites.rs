@@ -136,10 +136,7 @@ fn case_report(case: &Case, applier: Applier) -> Result<Value, Failed> {
         .join("suite-runs")
         .join(run_id);
     std::fs::create_dir_all(&dir)?;
-    let applier = match applier {
-        Applier::Netlink => "netlink",
-        Applier::Ifupdown => "ifupdown",
-    };
+    let applier = applier.name();
     let slug = format!("{}@{applier}", case.name.replace(['/', ' '], "_"));
     let report = dir.join(format!("{slug}.json"));
     let lock = File::create(dir.join(format!("{slug}.lock")))?;
