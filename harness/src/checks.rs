@@ -65,6 +65,32 @@ pub struct Verdict {
     pub measurements: Vec<Measurement>,
 }
 
+impl Verdict {
+    /// A verdict judged by its rule alone, with no single expected or observed value: what
+    /// was seen is in the message and the measurements.
+    pub fn judged(
+        check: &str,
+        status: Status,
+        unit: Option<&'static str>,
+        rule: Rule,
+        message: String,
+        measurements: Vec<Measurement>,
+    ) -> Verdict {
+        Verdict {
+            check: check.into(),
+            requested: None,
+            status,
+            expected: None,
+            observed: None,
+            observed_procfs: None,
+            unit,
+            rule: Some(rule),
+            message,
+            measurements,
+        }
+    }
+}
+
 /// Everything the checks look at, gathered from the kernel.
 #[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Observation {
@@ -393,17 +419,15 @@ pub fn flap(f: &Flap, down_ticks: u64) -> Verdict {
             .into(),
         source: "drivers/net/bonding/bond_main.c",
     };
-    let verdict = |status, message: String, measurements| Verdict {
-        check: FLAP.into(),
-        requested: None,
-        status,
-        expected: None,
-        observed: None,
-        observed_procfs: None,
-        unit: Some("ms"),
-        rule: Some(rule.clone()),
-        message,
-        measurements,
+    let verdict = |status, message: String, measurements| {
+        Verdict::judged(
+            FLAP,
+            status,
+            Some("ms"),
+            rule.clone(),
+            message,
+            measurements,
+        )
     };
     let mut measurements = vec![Measurement {
         name: "restored".into(),
@@ -480,23 +504,15 @@ pub fn kernel_log(
     known: &[Known],
     refusals: usize,
 ) -> Verdict {
-    let verdict = |status, message| Verdict {
-        check: KERNEL_LOG.into(),
-        requested: None,
-        status,
-        expected: None,
-        observed: None,
-        observed_procfs: None,
-        unit: None,
-        rule: Some(Rule {
-            text: "a correct driver logs no oops, WARN or BUG and no error; the known harmless \
-                   messages are listed with their upstream origin in \
-                   harness/data/known-kernel-messages.toml"
-                .into(),
-            source: "Documentation/admin-guide/bug-hunting.rst",
-        }),
-        message,
-        measurements: Vec::new(),
+    let rule = Rule {
+        text: "a correct driver logs no oops, WARN or BUG and no error; the known harmless \
+               messages are listed with their upstream origin in \
+               harness/data/known-kernel-messages.toml"
+            .into(),
+        source: "Documentation/admin-guide/bug-hunting.rst",
+    };
+    let verdict = |status, message| {
+        Verdict::judged(KERNEL_LOG, status, None, rule.clone(), message, Vec::new())
     };
     let Some((applying, after)) = log else {
         return verdict(
@@ -755,21 +771,11 @@ fn views_agree(netlink: &BondView, procfs: &BondView) -> Verdict {
             ),
         )
     };
-    Verdict {
-        check: VIEWS_AGREE.into(),
-        requested: None,
-        status,
-        expected: None,
-        observed: None,
-        observed_procfs: None,
-        unit: None,
-        rule: Some(Rule {
-            text: "both views are read from the same bond and must report the same state".into(),
-            source: "drivers/net/bonding/bond_netlink.c, bond_procfs.c",
-        }),
-        message,
-        measurements: Vec::new(),
-    }
+    let rule = Rule {
+        text: "both views are read from the same bond and must report the same state".into(),
+        source: "drivers/net/bonding/bond_netlink.c, bond_procfs.c",
+    };
+    Verdict::judged(VIEWS_AGREE, status, None, rule, message, Vec::new())
 }
 
 /// Standard deviations a random slave's frame count may stray from its mean: about one false
@@ -921,18 +927,14 @@ fn distribution_verdict(
     message: String,
     measurements: Vec<Measurement>,
 ) -> Verdict {
-    Verdict {
-        check: DISTRIBUTION.into(),
+    Verdict::judged(
+        DISTRIBUTION,
         status,
-        requested: None,
-        expected: None,
-        observed: None,
-        observed_procfs: None,
-        unit: Some("frames"),
-        rule: Some(expected.rule.clone()),
+        Some("frames"),
+        expected.rule.clone(),
         message,
         measurements,
-    }
+    )
 }
 
 /// The rotation's start that explains the longest run of frames from the first one.

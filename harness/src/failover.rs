@@ -525,18 +525,14 @@ fn verdict(
     message: String,
     measurements: Vec<Measurement>,
 ) -> Verdict {
-    Verdict {
-        check: CHECK.into(),
-        requested: None,
+    Verdict::judged(
+        CHECK,
         status,
-        expected: None,
-        observed: None,
-        observed_procfs: None,
-        unit: Some("frames"),
-        rule: Some(expected.rule.clone()),
+        Some("frames"),
+        expected.rule.clone(),
         message,
         measurements,
-    }
+    )
 }
 
 #[cfg(test)]
