@@ -413,8 +413,12 @@ fn compare_case(d: &mut Diff, key: &str, a: &CaseView, b: &CaseView, tolerance: 
                     });
                 }
             }
+            // A check both runs passed saw, in both, what its rule allows: where its observed
+            // value is a summary of measurements (LACPDU intervals, frame counts), the words
+            // differ from run to run and say nothing.
             (None, None)
-                if va.observed != vb.observed || va.observed_procfs != vb.observed_procfs =>
+                if (va.observed != vb.observed || va.observed_procfs != vb.observed_procfs)
+                    && !(va.status == Status::Pass && vb.status == Status::Pass) =>
             {
                 d.observed.push(ObservedChange {
                     case: key.into(),
@@ -728,6 +732,26 @@ mod tests {
         assert_eq!(d.timing[0].noise_ms, 20.0);
         // The observed summary text differs, but timing checks are judged by the rule only.
         assert!(d.observed.is_empty());
+    }
+
+    #[test]
+    fn observed_words_differ_only_when_a_side_did_not_pass() {
+        let case = |status: &str, observed: &str| {
+            serde_json::json!([{"name": "c", "applier": "netlink", "status": status, "checks": [
+                {"check": "lacp.eno1.lacpdu_interval", "status": status, "observed": observed}]}])
+        };
+        let a = loaded(
+            "a",
+            report(10.0, case("pass", "intervals [990.0, 1320.0] ms")),
+        );
+        let b = loaded(
+            "b",
+            report(10.0, case("pass", "intervals [989.9, 1320.0] ms")),
+        );
+        assert_eq!(diff(&a, &b).differences, 0);
+        let c = loaded("c", report(10.0, case("fail", "intervals [2990.0] ms")));
+        let d = diff(&a, &c);
+        assert_eq!((d.observed.len(), d.check_status.len()), (1, 1), "{d:?}");
     }
 
     #[test]

@@ -103,11 +103,18 @@ pub async fn index_of(h: &Handle, name: &str) -> Answer<u32> {
 }
 
 /// `ip link add NAME type veth peer name PEER netns PEER_NS`
-pub async fn add_veth(h: &Handle, name: &str, peer: &str, peer_ns: &AnonNetns) -> Answer {
+pub async fn add_veth(
+    h: &Handle,
+    (name, mac): (&str, [u8; 6]),
+    (peer, peer_mac): (&str, [u8; 6]),
+    peer_ns: &AnonNetns,
+) -> Answer {
     let peer = LinkUnspec::new_with_name(peer)
         .setns_by_fd(peer_ns.as_fd().as_raw_fd())
+        .address(peer_mac.to_vec())
         .build();
     let msg = LinkVeth::new(name, "")
+        .address(mac.to_vec())
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
         .build();
     h.link().add(msg).execute().await.map_err(refusal)

@@ -360,8 +360,15 @@ async fn add_master(m: &PeerMaster, h: &Handle) -> Result<u32> {
     Ok(index)
 }
 
+/// The MAC address of the `i`-th slave's end (`side` 1) or peer end (`side` 2): locally
+/// administered and fixed, so that every run of a case (and every kernel) sees the same
+/// addresses, hashes and reports; a bond takes its first slave's.
+fn mac(side: u8, i: usize) -> [u8; 6] {
+    [0x02, 0xbc, 0, side, (i >> 8) as u8, i as u8]
+}
+
 /// Creates the namespaces (IPv6 off in each), the peer master if any, and one veth pair per
-/// slave; peer ends are up (enslaved to the peer master, if any, which is up too), slave ends
+/// slave with fixed MAC addresses; peer ends are up (enslaved to the peer master, if any, which is up too), slave ends
 /// down (the bond refuses to enslave an interface that is up).
 pub async fn build(topology: &Topology, slaves: &[String]) -> Result<Built> {
     let rt = tokio::runtime::Handle::current();
@@ -395,7 +402,7 @@ pub async fn build(topology: &Topology, slaves: &[String]) -> Result<Built> {
         let ns = i.min(namespaces - 1);
         let fail =
             |what: &str, r: netlink::Refusal| Error::run(format!("{what} {slave}/{peer}: {r}"));
-        netlink::add_veth(&bond, slave, peer, &peer_ns[ns])
+        netlink::add_veth(&bond, (slave, mac(1, i)), (peer, mac(2, i)), &peer_ns[ns])
             .await
             .map_err(|r| fail("creating veth", r))?;
         let handle = handles[ns].clone();
