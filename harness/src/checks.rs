@@ -66,6 +66,29 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// A verdict that compares one expected text with one observed text (netlink's view).
+    pub fn compared(
+        check: String,
+        status: Status,
+        (expected, observed): (String, String),
+        rule: Rule,
+        message: String,
+        measurements: Vec<Measurement>,
+    ) -> Verdict {
+        Verdict {
+            check,
+            requested: None,
+            status,
+            expected: Some(Value::Text(expected)),
+            observed: Some(Value::Text(observed)),
+            observed_procfs: None,
+            unit: None,
+            rule: Some(rule),
+            message,
+            measurements,
+        }
+    }
+
     /// A verdict judged by its rule alone, with no single expected or observed value: what
     /// was seen is in the message and the measurements.
     pub fn judged(

@@ -265,18 +265,14 @@ fn verdict(
             ),
         )
     };
-    Verdict {
+    Verdict::compared(
         check,
         status,
-        requested: None,
-        expected: Some(Value::Text(expected)),
-        observed: Some(Value::Text(observed)),
-        observed_procfs: None,
-        unit: None,
-        rule: Some(rule),
+        (expected, observed),
+        rule,
         message,
-        measurements: wait_measurements(obs),
-    }
+        wait_measurements(obs),
+    )
 }
 
 /// `lacp.aggregator` and `lacp.<slave>.port_state` for every slave.

@@ -14,7 +14,7 @@ use nix::sys::socket::{ControlMessageOwned, LinkAddr, MsgFlags, recvmsg, setsock
 
 use crate::checks::{Status, Verdict};
 use crate::error::{Error, Result};
-use crate::model::{Rule, Value};
+use crate::model::Rule;
 use crate::topology::Built;
 use crate::traffic;
 
@@ -520,21 +520,18 @@ fn verdict(
             problems.join("; ")
         )
     };
-    Verdict {
+    let rule = Rule {
+        text: rule,
+        source: SOURCE,
+    };
+    Verdict::compared(
         check,
         status,
-        requested: None,
-        expected: Some(Value::Text(expected)),
-        observed: Some(Value::Text(observed)),
-        observed_procfs: None,
-        unit: None,
-        rule: Some(Rule {
-            text: rule,
-            source: SOURCE,
-        }),
+        (expected, observed),
+        rule,
         message,
-        measurements: Vec::new(),
-    }
+        Vec::new(),
+    )
 }
 
 fn interval_rule(bond: Actor, partner: Actor, partner_name: &str, clock: &Clock) -> String {
