@@ -22,6 +22,9 @@ use crate::traffic::{Arrival, Sent};
 pub enum Status {
     Pass,
     Fail,
+    /// Failed the driver's contract exactly as a known deviation of this kernel says
+    /// (`deviation.rs`): neither passed nor failed.
+    Known,
     Skip,
     Error,
 }
@@ -43,7 +46,9 @@ pub struct Measurement {
 pub struct Verdict {
     /// The check's id, e.g. `option.updelay`, `slave.enp1s0.mii_status`, `timing.downdelay`.
     pub check: String,
-    /// `pass`, `fail`, `skip` (not judged, the message says why) or `error`.
+    /// `pass`, `fail`, `known` (failed the contract as a known deviation of this kernel says;
+    /// the case's `known_deviations` has the entry), `skip` (not judged, the message says why)
+    /// or `error`.
     pub status: Status,
     /// What the spec asked for, as written.
     pub requested: Option<String>,

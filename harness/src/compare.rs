@@ -453,6 +453,7 @@ pub fn status_word(s: Status) -> &'static str {
     match s {
         Status::Pass => "pass",
         Status::Fail => "fail",
+        Status::Known => "known",
         Status::Skip => "skip",
         Status::Error => "error",
     }

@@ -18,10 +18,12 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::{oneshot, watch};
 
 use crate::checks::{Measurement, Status, Verdict, fit_phase, place, seen_on};
+use crate::deviation::Deviation;
 use crate::distribution::{Failover, Prediction, State};
 use crate::error::{Error, Result};
 use crate::frames::Frame;
 use crate::kmsg::{self, Kmsg};
+use crate::model::{PeerNotify, Rule};
 use crate::netlink::{self, SlaveEvent};
 use crate::timing;
 use crate::topology::Built;
@@ -82,6 +84,9 @@ pub struct Setup {
     pub src_mac: [u8; 6],
     pub run_id: u32,
     pub frames: Vec<Frame>,
+    /// How long to go on streaming after each commit, at least: the GARPs a failover sends
+    /// take that long.
+    pub after_commit: Duration,
     /// How long each commit may take at most, and each fence round.
     pub down_deadline: Duration,
     pub up_deadline: Duration,
@@ -90,8 +95,8 @@ pub struct Setup {
 
 /// How many frames a stream needs at most: before the cut, both commits at their deadlines,
 /// and the frames after each.
-pub fn frames_needed(down_deadline: Duration, up_deadline: Duration) -> usize {
-    let during = (down_deadline + up_deadline).as_micros() / PERIOD.as_micros();
+pub fn frames_needed(down_deadline: Duration, up_deadline: Duration, after: Duration) -> usize {
+    let during = (down_deadline + up_deadline + 2 * after).as_micros() / PERIOD.as_micros();
     3 * SETTLED_FRAMES + during as usize
 }
 
@@ -138,6 +143,8 @@ pub async fn measure(
         ..
     } = setup;
     let fence_deadline = setup.fence_deadline;
+    let settled =
+        SETTLED_FRAMES.max((setup.after_commit.as_micros() / PERIOD.as_micros()) as usize);
     std::thread::Builder::new()
         .name("bondcheck-stream".into())
         .spawn(move || {
@@ -147,7 +154,7 @@ pub async fn measure(
         .map_err(|e| Error::run(format!("failover: cannot start the stream: {e}")))?;
     let now_ms = || start.elapsed().as_secs_f64() * 1e3;
 
-    more(&mut progress, total, &mut done).await?;
+    more(&mut progress, SETTLED_FRAMES, total, &mut done).await?;
     while events.try_recv().is_ok() {}
     if let Some(log) = log.as_mut() {
         log.drain();
@@ -186,7 +193,7 @@ pub async fn measure(
             now_ms(),
         ));
 
-        more(&mut progress, total, &mut done).await?;
+        more(&mut progress, settled, total, &mut done).await?;
         let restore_from = now_ms();
         netlink::set_up(&peer.handle, peer.index, true)
             .await
@@ -201,7 +208,7 @@ pub async fn measure(
             observed.active_after_restore = active(built, bond).await?;
             let up = bracket(&mut log, slave, "up", start_mono, restore_from, now_ms());
             observed.up = Some(up);
-            more(&mut progress, total, &mut done).await?;
+            more(&mut progress, settled, total, &mut done).await?;
         }
     } else {
         // No commit: the carrier comes back anyway, so that the closing fence reaches every
@@ -217,13 +224,14 @@ pub async fn measure(
     Ok(observed)
 }
 
-/// Waits until the stream has sent SETTLED_FRAMES more frames.
+/// Waits until the stream has sent `frames` more frames.
 async fn more(
     progress: &mut watch::Receiver<usize>,
+    frames: usize,
     total: usize,
     done: &mut oneshot::Receiver<Result<Streamed>>,
 ) -> Result<()> {
-    let n = *progress.borrow() + SETTLED_FRAMES;
+    let n = *progress.borrow() + frames;
     if n > total {
         return Err(Error::run(format!(
             "failover: the stream needs more than its {total} frames"
@@ -454,6 +462,250 @@ pub fn check(expected: &Failover, observed: &Observed, slaves: &[String]) -> Ver
     )
 }
 
+/// The id of the check of the gratuitous ARPs a failover sends.
+pub const PEER_NOTIFY: &str = "failover.peer_notify";
+
+/// Deviant peer-notification behaviours a known deviation (`deviation.rs`) may name: each
+/// predicts, as the model does for the contract, the monitor ticks after the commit at which
+/// the notifications go out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyVariant {
+    /// `commit-tick-decrements`: bond_mii_monitor() decrements send_peer_notif once more in
+    /// the tick that committed the failover, without notifying.
+    CommitTickDecrements,
+}
+
+impl NotifyVariant {
+    pub fn named(name: &str) -> Option<NotifyVariant> {
+        match name {
+            "commit-tick-decrements" => Some(NotifyVariant::CommitTickDecrements),
+            _ => None,
+        }
+    }
+
+    /// The ticks after the commit at which notifications go out, by running the kernel's
+    /// counter as this variant does: set to count × every in bond_change_active_slave(),
+    /// which notifies at once and decrements; decremented again in the same tick; then, each
+    /// tick, a notification when it is a multiple of `every`, and a decrement.
+    pub fn schedule(self, notify: &PeerNotify) -> Vec<u64> {
+        let every = notify.every_ticks.max(1);
+        let mut left = notify.count * every;
+        if left == 0 {
+            return Vec::new();
+        }
+        let mut ticks = vec![0];
+        left -= 1;
+        left = left.saturating_sub(1);
+        let mut tick = 0;
+        while left > 0 {
+            tick += 1;
+            if left % every == 0 {
+                ticks.push(tick);
+            }
+            left -= 1;
+        }
+        ticks
+    }
+}
+
+/// One failover's gratuitous ARPs as seen: which commit, the slave the model makes active, the
+/// commit's bracket, where the burst ends (the next commit), and the ARPs in it.
+struct Burst<'a> {
+    what: &'static str,
+    slave: Option<usize>,
+    commit: Moment,
+    arps: Vec<&'a (usize, f64)>,
+}
+
+/// After each commit that changed the active slave, gratuitous ARPs on the new active slave's
+/// peer at the model's schedule (`PeerNotify::schedule`: the first within the commit's bracket,
+/// then every `every_ticks` monitor ticks; `tick_ms`: a tick's least and greatest length), and
+/// none anywhere else. `actives`: the model's active slave before the cut, after the DOWN
+/// commit, after the UP commit. Where the contract fails and `known` (a known deviation of this
+/// kernel) names a variant that fits what was seen exactly, the verdict is `known`.
+#[allow(clippy::too_many_arguments)]
+pub fn peer_notify(
+    notify: &PeerNotify,
+    actives: [Option<usize>; 3],
+    tick_ms: (f64, f64),
+    tolerance_ms: f64,
+    observed: &Observed,
+    slaves: &[String],
+    known: Option<&Deviation>,
+) -> Verdict {
+    let rule = Rule {
+        text: format!(
+            "when the active slave changes, active-backup sends num_grat_arp ({}) notifications \
+             to its peers, the first at once and then one every max(1, peer_notif_delay) = {} \
+             monitor ticks; each is a gratuitous ARP of the bond's address, on the new active \
+             slave (Documentation/networking/bonding.rst: num_grat_arp, peer_notif_delay; \
+             bond_change_active_slave, bond_should_notify_peers, bond_mii_monitor)",
+            notify.count, notify.every_ticks
+        ),
+        source: "drivers/net/bonding/bond_main.c",
+    };
+    let verdict = |status, message, measurements| {
+        Verdict::judged(
+            PEER_NOTIFY,
+            status,
+            None,
+            rule.clone(),
+            message,
+            measurements,
+        )
+    };
+    let name = |s: Option<usize>| s.map_or("none".to_string(), |s| slaves[s].clone());
+    let Some(down) = observed.down else {
+        return verdict(
+            Status::Fail,
+            "the driver did not commit the cut slave down: there was no failover to announce"
+                .into(),
+            Vec::new(),
+        );
+    };
+    let garps: Vec<(usize, f64)> = observed
+        .stream
+        .garps
+        .iter()
+        .map(|g| (g.slave, g.at_us / 1e3))
+        .collect();
+    // Each burst runs from its commit to the next commit.
+    let mut commits = Vec::new();
+    if actives[1] != actives[0] {
+        commits.push(("the DOWN commit", actives[1], down));
+    }
+    if let (Some(up), true) = (observed.up, actives[2] != actives[1]) {
+        commits.push(("the UP commit", actives[2], up));
+    }
+    let ends: Vec<f64> = commits
+        .iter()
+        .skip(1)
+        .map(|(_, _, c)| c.from_ms)
+        .chain([f64::INFINITY])
+        .collect();
+    let bursts: Vec<Burst> = commits
+        .iter()
+        .zip(&ends)
+        .map(|(&(what, slave, commit), &until)| Burst {
+            what,
+            slave,
+            commit,
+            arps: garps
+                .iter()
+                .filter(|(_, at)| *at >= commit.from_ms && *at < until)
+                .collect(),
+        })
+        .collect();
+    let stray = garps.len() - bursts.iter().map(|b| b.arps.len()).sum::<usize>();
+
+    let mut measurements = vec![Measurement {
+        name: "garps".into(),
+        value: garps.len() as f64,
+        unit: "frames",
+    }];
+    for pair in bursts.iter().flat_map(|b| b.arps.windows(2)) {
+        measurements.push(Measurement {
+            name: "spacing".into(),
+            value: pair[1].1 - pair[0].1,
+            unit: "ms",
+        });
+    }
+    let seen = if bursts.is_empty() {
+        format!(
+            "no failover in the stream (active {} throughout), so no gratuitous ARP is due",
+            name(actives[0])
+        )
+    } else {
+        bursts
+            .iter()
+            .map(|b| {
+                let times: Vec<String> = b.arps.iter().map(|(_, at)| format!("{at:.1}")).collect();
+                format!(
+                    "after {} ({} active): {} at [{}] ms",
+                    b.what,
+                    name(b.slave),
+                    b.arps.len(),
+                    times.join(", ")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    // What is wrong with the bursts against a schedule of ticks after each commit.
+    let judge = |schedule: &[u64]| {
+        let mut problems = Vec::new();
+        for b in &bursts {
+            if b.arps.len() != schedule.len() {
+                problems.push(format!(
+                    "after {}: {} gratuitous ARPs, expected {}",
+                    b.what,
+                    b.arps.len(),
+                    schedule.len()
+                ));
+            }
+            if let Some((s, at)) = b.arps.iter().find(|(s, _)| Some(*s) != b.slave) {
+                problems.push(format!(
+                    "after {}: one on {} at {at:.1} ms, expected on {}",
+                    b.what,
+                    slaves[*s],
+                    name(b.slave)
+                ));
+            }
+            if let Some((_, first)) = b.arps.first()
+                && *first > b.commit.to_ms + tolerance_ms
+            {
+                problems.push(format!(
+                    "after {}: the first at {first:.1} ms, after the commit's bracket \
+                     [{:.1}, {:.1}] ms",
+                    b.what, b.commit.from_ms, b.commit.to_ms
+                ));
+            }
+            for (pair, ticks) in b.arps.windows(2).zip(schedule.windows(2)) {
+                let gap = pair[1].1 - pair[0].1;
+                let k = (ticks[1] - ticks[0]) as f64;
+                let (lo, hi) = (k * tick_ms.0 - tolerance_ms, k * tick_ms.1 + tolerance_ms);
+                if gap < lo || gap > hi {
+                    problems.push(format!(
+                        "after {}: {gap:.1} ms between two, outside [{lo:.1}, {hi:.1}] ms \
+                         ({k} ticks)",
+                        b.what
+                    ));
+                }
+            }
+        }
+        if stray > 0 {
+            problems.push(format!(
+                "{stray} gratuitous ARPs where no failover happened"
+            ));
+        }
+        problems
+    };
+    let problems = judge(&notify.schedule());
+    if problems.is_empty() {
+        return verdict(Status::Pass, format!("as expected: {seen}"), measurements);
+    }
+    let contract = format!("{}; seen: {seen}", problems.join("; "));
+    match known.map(|d| (d, NotifyVariant::named(&d.variant))) {
+        Some((d, Some(variant))) if judge(&variant.schedule(notify)).is_empty() => verdict(
+            Status::Known,
+            format!(
+                "known deviation {} of this kernel, exactly: {}; against the contract: {contract}",
+                d.id, d.summary
+            ),
+            measurements,
+        ),
+        Some((d, _)) => verdict(
+            Status::Fail,
+            format!(
+                "{contract}; nor does it fit {}, the known deviation of this kernel",
+                d.id
+            ),
+            measurements,
+        ),
+        None => verdict(Status::Fail, contract, measurements),
+    }
+}
+
 fn state_key(state: State) -> &'static str {
     match state {
         State::Before => "before",
@@ -542,6 +794,39 @@ mod tests {
     use crate::model::Transmit;
     use crate::spec::Mode;
     use crate::traffic::{Arrival, SendTime};
+
+    #[test]
+    fn the_contract_notifies_count_times_every_ticks_apart() {
+        let n = |count, every_ticks| PeerNotify { count, every_ticks };
+        assert_eq!(n(3, 1).schedule(), vec![0, 1, 2]);
+        assert_eq!(n(3, 2).schedule(), vec![0, 2, 4]);
+        assert_eq!(n(1, 1).schedule(), vec![0]);
+        assert!(n(0, 1).schedule().is_empty());
+    }
+
+    #[test]
+    fn the_commit_tick_decrement_loses_one_or_moves_the_second_a_tick_early() {
+        let v = NotifyVariant::CommitTickDecrements;
+        let n = |count, every_ticks| PeerNotify { count, every_ticks };
+        // send_peer_notif 3 -> notify, 2 -> 1 in the commit tick; 1 -> notify next tick.
+        assert_eq!(v.schedule(&n(3, 1)), vec![0, 1]);
+        assert_eq!(v.schedule(&n(2, 1)), vec![0]);
+        // One notification is unaffected: the counter is 0 after the first.
+        assert_eq!(v.schedule(&n(1, 1)), vec![0]);
+        // 6 -> notify, 5 -> 4; 4 notify, 3, 2 notify, 1.
+        assert_eq!(v.schedule(&n(3, 2)), vec![0, 1, 3]);
+        assert!(v.schedule(&n(0, 1)).is_empty());
+    }
+
+    #[test]
+    fn every_known_deviation_of_this_check_names_a_variant_it_knows() {
+        for d in crate::deviation::all()
+            .iter()
+            .filter(|d| d.check == PEER_NOTIFY)
+        {
+            assert!(NotifyVariant::named(&d.variant).is_some(), "{}", d.id);
+        }
+    }
 
     fn moment(from_ms: f64, to_ms: f64) -> Option<Moment> {
         Some(Moment {

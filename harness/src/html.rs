@@ -110,6 +110,7 @@ tfoot td { font-weight: bold; background: #f9fafb; }
 .status { font-weight: bold; padding: 0 6px; border-radius: 3px; }
 .pass { background: #dcfce7; color: #166534; }
 .fail { background: #fee2e2; color: #991b1b; }
+.known { background: #cffafe; color: #155e75; }
 .skip { background: #e5e7eb; color: #374151; }
 .error { background: #fde68a; color: #7c2d12; }
 p.error { padding: 4px 8px; }
@@ -170,6 +171,7 @@ fn case_status(case: &CaseView) -> (&'static str, &'static str) {
         (Some(_), Status::Fail) => ("broken", "fail"),
         (_, Status::Pass) => ("pass", "pass"),
         (_, Status::Fail) => ("fail", "fail"),
+        (_, Status::Known) => ("known", "known"),
         (_, Status::Skip) => ("skip", "skip"),
         (_, Status::Error) => ("error", "error"),
     }
@@ -314,6 +316,7 @@ fn checks_table(case: &CaseView) -> String {
         let class = match c.status {
             Status::Pass => "pass",
             Status::Fail => "fail",
+            Status::Known => "known",
             Status::Skip => "skip",
             Status::Error => "error",
         };

@@ -28,13 +28,21 @@ fn diagnostics(out: &mut String, indent: &str, text: &str) {
     }
 }
 
-/// A result line; `skip` adds the SKIP directive with its reason.
-fn result(out: &mut String, indent: &str, ok: bool, n: usize, name: &str, skip: Option<&str>) {
+/// A result line; `directive` adds a directive (`SKIP`, or `XFAIL` for a known deviation, as
+/// kselftest writes an expected failure) with its reason.
+fn result(
+    out: &mut String,
+    indent: &str,
+    ok: bool,
+    n: usize,
+    name: &str,
+    directive: Option<(&str, &str)>,
+) {
     let word = if ok { "ok" } else { "not ok" };
     out.push_str(&format!("{indent}{word} {n} {}", description(name)));
-    if let Some(reason) = skip {
+    if let Some((directive, reason)) = directive {
         // The reason is diagnostic data on the same line: one line, no line breaks.
-        out.push_str(&format!(" # SKIP {}", description(reason)));
+        out.push_str(&format!(" # {directive} {}", description(reason)));
     }
     out.push('\n');
 }
@@ -49,13 +57,24 @@ fn case_test(out: &mut String, n: usize, case: &CaseView) {
             let judged = judge(case, v);
             // Diagnostics about a test come right before its result line.
             match judged.outcome {
+                Outcome::Skip if v.status == Status::Known => {
+                    diagnostics(out, INDENT, &judged.text);
+                    result(
+                        out,
+                        INDENT,
+                        true,
+                        i + 1,
+                        &v.check,
+                        Some(("XFAIL", "known deviation of this kernel")),
+                    );
+                }
                 Outcome::Skip => {
                     // Messages of skipped checks say `skipped: <why>`; the directive says SKIP.
                     let reason = judged
                         .text
                         .strip_prefix("skipped: ")
                         .unwrap_or(&judged.text);
-                    result(out, INDENT, true, i + 1, &v.check, Some(reason));
+                    result(out, INDENT, true, i + 1, &v.check, Some(("SKIP", reason)));
                 }
                 outcome => {
                     diagnostics(out, INDENT, &judged.text);
@@ -81,16 +100,14 @@ fn case_test(out: &mut String, n: usize, case: &CaseView) {
     }
     // The case's status already says whether it passed (a control: whether it held).
     // A case outside the run's profile did not run: ok with a SKIP directive, as KTAP has it.
-    let skipped = case.status == Status::Skip;
-    let ok = case.status == Status::Pass || skipped;
-    result(
-        out,
-        "",
-        ok,
-        n,
-        &key,
-        skipped.then_some("not in this run's profile"),
-    );
+    // One that failed only where known deviations say: ok with XFAIL, as kselftest has it.
+    let directive = match case.status {
+        Status::Skip => Some(("SKIP", "not in this run's profile")),
+        Status::Known => Some(("XFAIL", "known deviations of this kernel")),
+        _ => None,
+    };
+    let ok = case.status == Status::Pass || directive.is_some();
+    result(out, "", ok, n, &key, directive);
 }
 
 /// The whole report as a KTAP document: a plan with one test per case.
@@ -123,6 +140,37 @@ mod tests {
         assert_eq!(
             description("negative-controls/x@ifupdown"),
             "negative-controls/x@ifupdown"
+        );
+    }
+
+    #[test]
+    fn a_known_deviation_is_an_expected_failure_of_check_and_case() {
+        let report: ReportView = serde_json::from_value(serde_json::json!({
+            "kernel": {"release": "6.1.176", "backend": "uml", "bonding_driver": null,
+                       "timing_tolerance_ms": 30.0},
+            "duration_ms": 1.0,
+            "cases": [{
+                "name": "active-backup", "applier": "netlink", "status": "known",
+                "checks": [
+                    {"check": "option.mode", "status": "pass", "message": "ok"},
+                    {"check": "failover.peer_notify", "status": "known",
+                     "message": "known deviation peer-notify-commit-tick of this kernel"}
+                ]
+            }]
+        }))
+        .expect("a view");
+        let text = render(&report);
+        assert!(text.contains("  ok 1 option.mode\n"), "{text}");
+        assert!(
+            text.contains(
+                "  # known deviation peer-notify-commit-tick of this kernel\n  \
+                 ok 2 failover.peer_notify # XFAIL known deviation of this kernel\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("ok 1 active-backup # XFAIL known deviations of this kernel\n"),
+            "{text}"
         );
     }
 

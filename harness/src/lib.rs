@@ -10,6 +10,7 @@
 pub mod apply;
 pub mod checks;
 pub mod compare;
+pub mod deviation;
 pub mod distribution;
 pub mod driver;
 pub mod error;

@@ -68,6 +68,8 @@ pub struct Answer {
 #[derive(Debug, Clone)]
 pub struct Model {
     pub expectations: Vec<Expectation>,
+    /// Active-backup with an IPv4 address and MII monitoring: the GARPs after a failover.
+    pub peer_notify: Option<PeerNotify>,
     /// The kernel's answer to every step of the plan, in order.
     pub answers: Vec<Answer>,
     /// Things the admin should know before anything runs (rounding, refusals, overrides).
@@ -104,6 +106,24 @@ pub struct Selection {
     pub primary: Option<String>,
     /// always, better or failure.
     pub reselect: &'static str,
+}
+
+/// Gratuitous ARPs an active-backup bond sends when its active slave changes
+/// (`bond_change_active_slave`, `bond_should_notify_peers`): `count` notifications (num_grat_arp),
+/// the first at once, then one every `every_ticks` monitor ticks (peer_notif_delay in ticks, at
+/// least 1); each is an ARP of the bond's IPv4 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerNotify {
+    pub count: u64,
+    pub every_ticks: u64,
+}
+
+impl PeerNotify {
+    /// The monitor ticks after the commit at which the notifications go out, as the contract
+    /// has it: 0, every, 2·every, ... (`count` of them).
+    pub fn schedule(&self) -> Vec<u64> {
+        (0..self.count).map(|i| i * self.every_ticks).collect()
+    }
 }
 
 /// The ids of the selection checks, for timing cases in modes with an active slave.
@@ -255,16 +275,14 @@ impl Monitor {
         !others_up && self.mode != Mode::BalanceRr
     }
 
-    /// The windows for a slave losing carrier (committed down) and getting it back (committed
-    /// up), at `hz`: (D·P, (D+1)·(P+G)] and (U·P, (U+1)·(P+G)], P = ceil(miimon / jiffy) and G
-    /// the timer wheel's granularity for P. None without MII monitoring.
-    pub fn windows(&self, hz: u32, others_up: bool) -> Option<(Window, Window)> {
+    /// One monitor tick at `hz`, in jiffies: P = ceil(miimon / jiffy) and the timer wheel's
+    /// granularity G for it (timer.c: 1 jiffy below 63, then 8, then 64), a tick lasting
+    /// (P, P+G]. None without MII monitoring or HZ.
+    fn tick_jiffies(&self, hz: u32) -> Option<(f64, f64)> {
         if self.miimon_ms == 0 || hz == 0 {
             return None;
         }
-        let jiffy = 1000.0 / f64::from(hz);
         let period = self.period_jiffies(hz);
-        // Timer wheel levels (timer.c): granularity 1 jiffy below 63, then 8, then 64.
         let granularity = if period < 63.0 {
             1.0
         } else if period < 504.0 {
@@ -272,6 +290,22 @@ impl Monitor {
         } else {
             64.0
         };
+        Some((period, granularity))
+    }
+
+    /// One monitor tick at `hz` in ms: more than P, at most P+G (see `tick_jiffies`).
+    pub fn tick_ms(&self, hz: u32) -> Option<(f64, f64)> {
+        let (p, g) = self.tick_jiffies(hz)?;
+        let jiffy = 1000.0 / f64::from(hz);
+        Some((p * jiffy, (p + g) * jiffy))
+    }
+
+    /// The windows for a slave losing carrier (committed down) and getting it back (committed
+    /// up), at `hz`: (D·P, (D+1)·(P+G)] and (U·P, (U+1)·(P+G)], P = ceil(miimon / jiffy) and G
+    /// the timer wheel's granularity for P. None without MII monitoring.
+    pub fn windows(&self, hz: u32, others_up: bool) -> Option<(Window, Window)> {
+        let (period, granularity) = self.tick_jiffies(hz)?;
+        let jiffy = 1000.0 / f64::from(hz);
         let up_ticks = if self.skips_updelay(others_up) {
             0
         } else {
@@ -701,6 +735,11 @@ pub fn predict(spec: &Spec, applier: Applier) -> Model {
         },
         up_ticks,
     };
+    let peer_notify = (driver.mode() == Mode::ActiveBackup && bond.address.is_some() && miimon > 0)
+        .then(|| PeerNotify {
+            count: driver.number("num_peer_notif"),
+            every_ticks: driver.number("peer_notif_delay").max(1),
+        });
     let selection = matches!(
         driver.mode(),
         Mode::ActiveBackup | Mode::BalanceTlb | Mode::BalanceAlb
@@ -724,6 +763,7 @@ pub fn predict(spec: &Spec, applier: Applier) -> Model {
     };
     Model {
         expectations: out,
+        peer_notify,
         answers,
         warnings,
         monitor,

@@ -69,12 +69,17 @@ pub struct Summary {
     pub cases_failed: usize,
     /// Cases that could not be carried out (status `error`).
     pub cases_error: usize,
+    /// Cases whose checks all passed but for known deviations of this kernel (status `known`).
+    pub cases_known: usize,
     /// Cases outside the run's profile: reported, not run.
     pub cases_skipped: usize,
     /// Check verdicts of regular cases (negative controls are counted below).
     pub checks_passed: usize,
     /// Check verdicts of regular cases that failed or could not be judged (`fail`, `error`).
     pub checks_failed: usize,
+    /// Check verdicts of regular cases that failed the contract as a known deviation of this
+    /// kernel says (`known`).
+    pub checks_known: usize,
     /// Check verdicts of regular cases that were skipped, with the reason in their message.
     pub checks_skipped: usize,
     /// Negative controls where exactly the `must_fail` checks failed.
@@ -103,6 +108,7 @@ impl Summary {
             Status::Pass => self.cases_passed += 1,
             Status::Fail => self.cases_failed += 1,
             Status::Error => self.cases_error += 1,
+            Status::Known => self.cases_known += 1,
             Status::Skip => self.cases_skipped += 1,
         }
         match control_held {
@@ -113,6 +119,7 @@ impl Summary {
                     match check {
                         Status::Pass => self.checks_passed += 1,
                         Status::Fail | Status::Error => self.checks_failed += 1,
+                        Status::Known => self.checks_known += 1,
                         Status::Skip => self.checks_skipped += 1,
                     }
                 }
@@ -285,6 +292,10 @@ pub struct CaseReport {
     pub failover: Option<crate::failover::Observed>,
     /// One verdict per check, in the order they ran.
     pub checks: Vec<Verdict>,
+    /// The known deviations (harness/data/known-deviations.toml) behind the checks whose status
+    /// is `known`: what this kernel does instead of the contract, and where upstream it comes
+    /// from.
+    pub known_deviations: Vec<crate::deviation::Deviation>,
 }
 
 /// The JSON schema of what `--report` writes, generated from these types (their doc comments
@@ -325,9 +336,11 @@ impl Report {
         }
     }
 
-    /// 0 when every case passed (negative controls held), 1 otherwise.
+    /// 0 when no case failed or broke: every case passed (negative controls held), was skipped,
+    /// or failed only where a known deviation of this kernel says it does; 1 otherwise.
     pub fn exit_code(&self) -> i32 {
-        i32::from(self.summary.cases_passed + self.summary.cases_skipped != self.summary.cases)
+        let s = &self.summary;
+        i32::from(s.cases_passed + s.cases_known + s.cases_skipped != s.cases)
     }
 
     /// Writes the JSON report atomically: a reader never sees half a report.
@@ -339,14 +352,21 @@ impl Report {
     pub fn summary_text(&self) -> String {
         let s = &self.summary;
         let k = &self.kernel;
+        // Known deviations are named only where there are some.
+        let known = |n: usize| match n {
+            0 => String::new(),
+            n => format!(", {n} known deviations"),
+        };
         let mut out = format!(
-            "{} cases: {} passed, {} failed, {} errors, {} skipped; checks: {} passed, {} failed, {} skipped",
+            "{} cases: {} passed{}, {} failed, {} errors, {} skipped; checks: {} passed{}, {} failed, {} skipped",
             s.cases,
             s.cases_passed,
+            known(s.cases_known),
             s.cases_failed,
             s.cases_error,
             s.cases_skipped,
             s.checks_passed,
+            known(s.checks_known),
             s.checks_failed,
             s.checks_skipped
         );
@@ -376,6 +396,7 @@ impl CaseReport {
         let p = &self.phases;
         let word = match (&self.negative_control, self.status) {
             (_, Status::Skip) => "SKIP",
+            (None, Status::Known) => "KNOWN",
             (Some(_), Status::Pass) => "HELD",
             (Some(_), _) => "BROKEN",
             (None, Status::Pass) => "PASS",

@@ -151,9 +151,10 @@ async fn run_case(
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
     let negative_control = case.negative_control.as_ref().map(|nc| {
+        // A known deviation neither passes nor fails: a control holds on its failures alone.
         let failed: Vec<String> = checks
             .iter()
-            .filter(|c| c.status != Status::Pass)
+            .filter(|c| !matches!(c.status, Status::Pass | Status::Known))
             .map(|c| c.check.clone())
             .collect();
         let mut want = nc.must_fail.clone();
@@ -172,7 +173,8 @@ async fn run_case(
         (None, _) if case.profile > options.profile => Status::Skip,
         (None, Some(nc)) if nc.held => Status::Pass,
         (None, Some(_)) => Status::Fail,
-        // A skipped check is reported as skipped; it neither passes nor fails the case.
+        // A skipped check is reported as skipped; it neither passes nor fails the case. Nor
+        // does a known deviation, but the case then is `known`, not passed.
         (None, None)
             if checks
                 .iter()
@@ -180,8 +182,20 @@ async fn run_case(
         {
             Status::Pass
         }
+        (None, None)
+            if checks
+                .iter()
+                .all(|c| matches!(c.status, Status::Pass | Status::Skip | Status::Known)) =>
+        {
+            Status::Known
+        }
         (None, None) => Status::Fail,
     };
+    let known_deviations = checks
+        .iter()
+        .filter(|c| c.status == Status::Known)
+        .filter_map(|c| crate::deviation::find(&c.check, &kernel.release).cloned())
+        .collect();
     CaseReport {
         name: case.name.clone(),
         path: case.path.display().to_string(),
@@ -209,6 +223,7 @@ async fn run_case(
         traffic: progress.traffic,
         failover: progress.failover,
         checks,
+        known_deviations,
     }
 }
 
@@ -456,19 +471,20 @@ async fn carry_out(
         if distribution::failover_unpredictable(&model.transmit).is_none() {
             let t = Instant::now();
             on(Event::Phase("failover"));
-            let (observed, verdict) = drive_failover(
+            let (observed, stream_verdicts) = drive_failover(
                 model,
+                kernel,
                 &built,
                 &bond.name,
                 applied.bond_index,
                 slave,
                 options.trials,
-                (deadline, fence_deadline(kernel)),
+                deadline,
                 &mut events,
             )
             .await?;
             progress.phases.failover_ms = ms(t.elapsed());
-            verdicts.push(verdict);
+            verdicts.extend(stream_verdicts);
             progress.failover = Some(observed);
         }
     }
@@ -573,14 +589,15 @@ async fn drive_traffic(
 #[allow(clippy::too_many_arguments)]
 async fn drive_failover(
     model: &Model,
+    kernel: &KernelInfo,
     built: &topology::Built,
     bond: &str,
     bond_index: u32,
     timing_slave: &str,
     trials: usize,
-    (commit_deadline, fence_deadline): (Duration, Duration),
+    commit_deadline: Duration,
     events: &mut tokio::sync::mpsc::UnboundedReceiver<netlink::SlaveEvent>,
-) -> Result<(failover::Observed, checks::Verdict)> {
+) -> Result<(failover::Observed, Vec<checks::Verdict>)> {
     let slaves = &model.transmit.slaves;
     let index = |name: &Option<String>| {
         name.as_ref()
@@ -612,7 +629,16 @@ async fn drive_failover(
     let (src_mac, lanes) = lanes(built, slaves, bond_index).await?;
     let run_id = run_id();
     let flows = frames::mix(1, 64, src_mac);
-    let needed = failover::frames_needed(commit_deadline, commit_deadline);
+    // A failover's gratuitous ARPs go on for count × every_ticks ticks: the stream outlasts them.
+    let tick_ms = kernel.hz.and_then(|hz| model.monitor.tick_ms(hz));
+    let tolerance = kernel.timing_tolerance_ms;
+    let after_commit = match (&model.peer_notify, tick_ms) {
+        (Some(n), Some((_, longest))) => {
+            Duration::from_secs_f64(((n.count * n.every_ticks) as f64 * longest + tolerance) / 1e3)
+        }
+        _ => Duration::ZERO,
+    };
+    let needed = failover::frames_needed(commit_deadline, commit_deadline, after_commit);
     let frames = frames::frames(&flows, run_id, needed);
     let expected = distribution::during_failover(&model.transmit, cut, actives, &frames);
     let setup = failover::Setup {
@@ -620,13 +646,20 @@ async fn drive_failover(
         src_mac,
         run_id,
         frames,
+        after_commit,
         down_deadline: commit_deadline,
         up_deadline: commit_deadline,
-        fence_deadline,
+        fence_deadline: fence_deadline(kernel),
     };
     let observed = failover::measure(built, bond, slave, setup, events).await?;
-    let verdict = failover::check(&expected, &observed, slaves);
-    Ok((observed, verdict))
+    let mut verdicts = vec![failover::check(&expected, &observed, slaves)];
+    if let (Some(notify), Some(tick_ms)) = (&model.peer_notify, tick_ms) {
+        let known = crate::deviation::find(failover::PEER_NOTIFY, &kernel.release);
+        verdicts.push(failover::peer_notify(
+            notify, actives, tick_ms, tolerance, &observed, slaves, known,
+        ));
+    }
+    Ok((observed, verdicts))
 }
 
 /// How long a fence may take to reach its capture: far longer than a veth needs.

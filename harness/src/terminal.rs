@@ -44,12 +44,14 @@ impl Style {
         }
     }
 
-    /// A status word in its colour: green passed, red failed, yellow error, grey skipped.
+    /// A status word in its colour: green passed, red failed, yellow error, cyan known
+    /// deviation, grey skipped.
     pub fn status(&self, status: Status, word: &str) -> String {
         let code = match status {
             Status::Pass => "32",
             Status::Fail => "31;1",
             Status::Error => "33;1",
+            Status::Known => "36",
             Status::Skip => "2",
         };
         self.paint(code, word)
@@ -169,6 +171,7 @@ impl Terminal {
             Status::Pass => "PASS ",
             Status::Fail => "FAIL ",
             Status::Error => "ERROR",
+            Status::Known => "KNOWN",
             Status::Skip => "SKIP ",
         };
         self.style.status(status, word)
@@ -188,6 +191,18 @@ impl Terminal {
                 .map(|c| format!("{} ({})", c.name, c.applier.name()))
                 .collect();
             out += &format!("{} {}\n", self.word(Status::Fail), names.join(", "));
+        }
+        let known: Vec<String> = report
+            .cases
+            .iter()
+            .filter(|c| c.status == Status::Known)
+            .map(|c| {
+                let ids: Vec<&str> = c.known_deviations.iter().map(|d| d.id.as_str()).collect();
+                format!("{} ({}: {})", c.name, c.applier.name(), ids.join(", "))
+            })
+            .collect();
+        if !known.is_empty() {
+            out += &format!("{} {}\n", self.word(Status::Known), known.join(", "));
         }
         let status = if bad.is_empty() {
             Status::Pass

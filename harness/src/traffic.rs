@@ -65,6 +65,27 @@ pub struct Arrival {
     pub at_us: f64,
 }
 
+/// A gratuitous ARP (sender and target address the same) seen on one slave's peer end: how
+/// a bond announces a failover to its peers.
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+pub struct Garp {
+    /// Index of the slave in enslave order.
+    pub slave: usize,
+    /// Kernel receive timestamp, from the start of sending.
+    pub at_us: f64,
+}
+
+/// Whether a frame is a gratuitous ARP.
+fn gratuitous_arp(frame: &[u8]) -> bool {
+    // Ethernet, ARP for IPv4 over Ethernet: sender IP at 28..32, target IP at 38..42.
+    frame.len() >= 42
+        && frame[12..14] == [0x08, 0x06]
+        && frame[16..18] == [0x08, 0x00]
+        && frame[28..32] == frame[38..42]
+}
+
 /// What one capture saw, and what the kernel says it dropped.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Capture {
@@ -252,6 +273,8 @@ pub struct Sockets {
     /// Per lane, what its capture saw so far.
     stats: Vec<Capture>,
     peers: Vec<String>,
+    /// Gratuitous ARPs seen so far.
+    garps: Vec<Garp>,
 }
 
 impl Sockets {
@@ -273,7 +296,17 @@ impl Sockets {
             };
             let mut other = 0;
             if let Some(s) = &socket {
-                other = drain(s.as_raw_fd(), 0, 0, &mut Vec::new(), 0, SystemTime::now())?.0;
+                let now = SystemTime::now();
+                other = drain(
+                    s.as_raw_fd(),
+                    0,
+                    0,
+                    &mut Vec::new(),
+                    &mut Vec::new(),
+                    0,
+                    now,
+                )?
+                .0;
                 statistics(s.as_raw_fd())?;
             }
             captures.push(socket);
@@ -299,6 +332,7 @@ impl Sockets {
             captures,
             stats,
             peers: lanes.iter().map(|l| l.peer.clone()).collect(),
+            garps: Vec::new(),
         })
     }
 
@@ -317,7 +351,7 @@ impl Sockets {
             let Some(fd) = self.captures[i].as_ref().map(AsRawFd::as_raw_fd) else {
                 continue;
             };
-            let (other, fence) = drain(fd, run_id, round, arrivals, i, epoch)?;
+            let (other, fence) = drain(fd, run_id, round, arrivals, &mut self.garps, i, epoch)?;
             self.stats[i].other += other;
             if fence {
                 fenced.push(i);
@@ -492,6 +526,8 @@ pub struct Streamed {
     pub captures: Vec<Capture>,
     /// Every copy seen, with its kernel receive timestamp from the stream's start.
     pub arrivals: Vec<Arrival>,
+    /// Every gratuitous ARP seen.
+    pub garps: Vec<Garp>,
 }
 
 impl Streamed {
@@ -541,13 +577,23 @@ pub fn stream(
         sockets.collect(&ready, run_id, u32::MAX, &mut arrivals, pace.epoch)?;
     }
     sockets.fence(src_mac, run_id, 0, deadline, &mut arrivals, pace.epoch)?;
+    let garps = std::mem::take(&mut sockets.garps);
     Ok(Streamed {
         cpu,
         dropped_at_send: dropped,
         sends,
         captures: sockets.finish(&arrivals)?,
         arrivals,
+        garps,
     })
+}
+
+/// A kernel receive timestamp (wall clock) as µs from `epoch`.
+fn since_us(at: Option<Duration>, epoch: SystemTime) -> f64 {
+    at.and_then(|t| (SystemTime::UNIX_EPOCH + t).duration_since(epoch).ok())
+        .unwrap_or_default()
+        .as_secs_f64()
+        * 1e6
 }
 
 /// Reads everything queued on a capture without blocking. Returns how many frames were not
@@ -557,6 +603,7 @@ fn drain(
     run_id: u32,
     round: u32,
     arrivals: &mut Vec<Arrival>,
+    garps: &mut Vec<Garp>,
     slave: usize,
     epoch: SystemTime,
 ) -> Result<(usize, bool)> {
@@ -604,16 +651,21 @@ fn drain(
                     fenced |= seq == FENCE | round;
                 }
                 Some((id, seq)) if id == run_id => {
-                    let since = at
-                        .and_then(|t| (SystemTime::UNIX_EPOCH + t).duration_since(epoch).ok())
-                        .unwrap_or_default();
                     arrivals.push(Arrival {
                         seq,
                         slave,
-                        at_us: since.as_secs_f64() * 1e6,
+                        at_us: since_us(at, epoch),
                     });
                 }
-                _ => other += 1,
+                _ => {
+                    other += 1;
+                    if gratuitous_arp(&buf[..len.min(buf.len())]) {
+                        garps.push(Garp {
+                            slave,
+                            at_us: since_us(at, epoch),
+                        });
+                    }
+                }
             }
         }
         if n < BATCH {

@@ -458,8 +458,9 @@ fn report_merge_joins_shards_in_name_order_and_recounts() {
     assert_eq!(
         merged["summary"],
         json!({
-            "cases": 4, "cases_passed": 2, "cases_failed": 1, "cases_error": 1, "cases_skipped": 0,
-            "checks_passed": 3, "checks_failed": 1, "checks_skipped": 1,
+            "cases": 4, "cases_passed": 2, "cases_known": 0, "cases_failed": 1, "cases_error": 1,
+            "cases_skipped": 0, "checks_passed": 3, "checks_known": 0, "checks_failed": 1,
+            "checks_skipped": 1,
             "negative_controls_held": 1, "negative_controls_broken": 0,
             "inherent_ms": 4000.0, "wall_over_inherent": 2.5,
         })

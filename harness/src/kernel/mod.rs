@@ -145,6 +145,17 @@ pub enum Backend {
     Vm(vm::VmKernel),
 }
 
+impl Backend {
+    /// The release of the kernel the cases will run on, known before it boots.
+    pub fn release(&self) -> String {
+        match self {
+            Backend::Host => KernelInfo::current("host").release,
+            Backend::Uml(k) => k.release.clone(),
+            Backend::Vm(k) => k.release.clone(),
+        }
+    }
+}
+
 /// Picks the backend for `choice`, or says what to install.
 pub fn select(choice: Choice) -> Result<Backend> {
     if let Choice::Vm(image) = &choice {
