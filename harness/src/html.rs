@@ -211,6 +211,12 @@ fn summary_table(report: &ReportView) -> String {
         s.cases_failed,
         s.cases_error
     );
+    if s.cases_known > 0 {
+        totals += &format!(
+            "; {} with known deviations of this kernel ({} checks)",
+            s.cases_known, s.checks_known
+        );
+    }
     if s.negative_controls_held + s.negative_controls_broken > 0 {
         totals += &format!(
             "; negative controls: {} held, {} broken",
