@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use crate::arpmon::ArpMonitor;
 use crate::driver::{self, Driver};
 use crate::ifenslave::{self, Applier, Step};
 use crate::options;
@@ -78,6 +79,8 @@ pub struct Model {
     pub selection: Option<Selection>,
     /// How the bond picks the slave for each frame it sends.
     pub transmit: Transmit,
+    /// The ARP monitor, where the bond ends up with one.
+    pub arp: Option<ArpMonitor>,
 }
 
 /// The settings the driver's transmit path reads (bond_start_xmit and the per-mode functions
@@ -231,6 +234,18 @@ pub struct Window {
     pub rule: Rule,
 }
 
+/// The timer wheel's granularity, in jiffies, for a timer armed `period` jiffies ahead
+/// (kernel/time/timer.c, calc_index): 1 jiffy below 63, then 8, then 64.
+pub fn timer_granularity(period: u64) -> u64 {
+    if period < 63 {
+        1
+    } else if period < 504 {
+        8
+    } else {
+        64
+    }
+}
+
 const TIMING_SOURCE: &str = "drivers/net/bonding/bond_main.c (bond_miimon_inspect, bond_miimon_commit); kernel/time/timer.c (calc_index)";
 
 impl Monitor {
@@ -264,14 +279,7 @@ impl Monitor {
         }
         let jiffy = 1000.0 / f64::from(hz);
         let period = self.period_jiffies(hz);
-        // Timer wheel levels (timer.c): granularity 1 jiffy below 63, then 8, then 64.
-        let granularity = if period < 63.0 {
-            1.0
-        } else if period < 504.0 {
-            8.0
-        } else {
-            64.0
-        };
+        let granularity = timer_granularity(period as u64) as f64;
         let up_ticks = if self.skips_updelay(others_up) {
             0
         } else {
@@ -414,6 +422,19 @@ impl Model {
                 format!(
                     "D·P = {d}·{p} ms: a cut slave is committed down downdelay ticks after the \
                      first monitor tick that sees it without carrier"
+                ),
+                BOND_MAIN_C,
+            );
+        }
+        if let Some(arp) = self.arp.as_ref().filter(|_| demands.trials > 0) {
+            let (n, mm, p) = (demands.trials, arp.missed_max, arp.period_ms(hz));
+            add(
+                "timing",
+                arp.inherent_ms(n, p),
+                format!(
+                    "N·(M+1)·δ = {n}·({mm}+1)·{p} ms: each silenced slave is committed down no \
+                     sooner than arp_missed_max intervals after its last reply, and back up no \
+                     sooner than an interval after its port forwards again"
                 ),
                 BOND_MAIN_C,
             );
@@ -658,8 +679,8 @@ pub fn predict(spec: &Spec, applier: Applier) -> Model {
         warnings.push(Finding {
             at: bond.at.clone(),
             message:
-                "ARP monitoring: slave states depend on replies from the ARP targets, which the \
-                      topology does not provide yet; no slave state is predicted"
+                "ARP monitoring: slave states depend on replies from the ARP targets, which \
+                      only the arp-target topology provides; no slave state is predicted"
                     .into(),
         });
     }
@@ -722,6 +743,15 @@ pub fn predict(spec: &Spec, applier: Applier) -> Model {
         tlb_dynamic_lb: driver.number("tlb_dynamic_lb") != 0,
         min_links: driver.number("min_links"),
     };
+    let arp = (arp > 0).then(|| ArpMonitor {
+        mode: driver.mode(),
+        interval_ms: arp,
+        missed_max: driver.number("arp_missed_max"),
+        validate: driver.word("arp_validate").unwrap_or("none"),
+        all_targets: driver.word("arp_all_targets").unwrap_or("any"),
+        targets: driver.arp_targets().to_vec(),
+        slaves: transmit.slaves.clone(),
+    });
     Model {
         expectations: out,
         answers,
@@ -729,6 +759,7 @@ pub fn predict(spec: &Spec, applier: Applier) -> Model {
         monitor,
         selection,
         transmit,
+        arp,
     }
 }
 

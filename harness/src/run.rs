@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use clap::ValueEnum;
 
 use crate::apply;
+use crate::arpmon;
 use crate::checks::{self, Observation, Status};
 use crate::distribution;
 use crate::error::{Error, Result};
@@ -407,9 +408,23 @@ async fn carry_out(
     // Timing last: cutting carriers changes the state the checks above judged.
     if let Some(slave) = case.timing_slave() {
         let others_up = case.spec.bond.slaves.len() > 1;
-        let windows = kernel
-            .hz
-            .and_then(|hz| model.monitor.windows(hz, others_up));
+        // The MII monitor sees a carrier cut; the ARP monitor a silenced switch port.
+        let (windows, cut, ids, logged) = match &model.arp {
+            Some(arp) => {
+                let roles = arp.roles(slave, &active_before_cuts(model, slave, options.trials));
+                let windows = kernel
+                    .hz
+                    .map(|hz| (arp.down_window(hz, &roles), arp.up_window(hz, slave)));
+                let logged = [arp.logged(false), arp.logged(true)];
+                (windows, timing::Cut::Silence, arpmon::CHECKS, logged)
+            }
+            None => {
+                let windows = kernel
+                    .hz
+                    .and_then(|hz| model.monitor.windows(hz, others_up));
+                (windows, timing::Cut::Carrier, checks::TIMING, timing::MII_LOGGED)
+            }
+        };
         let upper = windows
             .as_ref()
             .map_or(5000.0, |(d, u)| d.upper_ms.max(u.upper_ms));
@@ -419,12 +434,17 @@ async fn carry_out(
         let mut events = netlink::watch_slaves(&built.bond_ns, &tokio::runtime::Handle::current())?;
         let t = Instant::now();
         on(Event::Phase("timing"));
+        let plan = timing::Plan {
+            cut,
+            trials: options.trials,
+            deadline,
+            logged,
+        };
         let mut measured = timing::measure(
             &built,
             &bond.name,
             slave,
-            options.trials,
-            deadline,
+            &plan,
             &mut events,
             &mut |n| {
                 on(Event::Trial {
@@ -441,6 +461,7 @@ async fn carry_out(
         }
         progress.phases.timing_ms = ms(t.elapsed());
         verdicts.extend(checks::timing(
+            ids,
             &measured,
             windows.as_ref(),
             kernel.timing_tolerance_ms,
@@ -453,7 +474,7 @@ async fn carry_out(
         }
         progress.timing = Some(measured);
 
-        if distribution::failover_unpredictable(&model.transmit).is_none() {
+        if model.arp.is_none() && distribution::failover_unpredictable(&model.transmit).is_none() {
             let t = Instant::now();
             on(Event::Phase("failover"));
             let (observed, verdict) = drive_failover(
@@ -486,6 +507,21 @@ async fn carry_out(
     progress.phases.checks_ms = ms(t.elapsed());
     progress.observed = Some(observation);
     Ok(verdicts)
+}
+
+/// The active slave the model expects before each of the timing trials' `trials` cuts of
+/// `slave` (None in modes without one).
+fn active_before_cuts(model: &Model, slave: &str, trials: usize) -> Vec<Option<String>> {
+    match &model.selection {
+        Some(selection) => {
+            let (_, after_restore) = selection.expected(slave, trials);
+            std::iter::once(selection.active_after(&[]))
+                .chain(after_restore)
+                .take(trials)
+                .collect()
+        }
+        None => vec![None; trials],
+    }
 }
 
 /// balance-tlb and balance-alb count their slaves' loads at a rebalance every 10 s after the
