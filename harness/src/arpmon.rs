@@ -217,9 +217,15 @@ mod tests {
     fn at_hz_100_the_active_goes_down_in_3_ticks_and_a_backup_in_4() {
         let ab = monitor(Mode::ActiveBackup, 2);
         // δ = 10, threshold 25 jiffies: n = 3 whether T is 10 or 11.
-        assert_eq!(bounds(&ab.down_window(100, &[Role::Active])), (200.0, 330.0));
+        assert_eq!(
+            bounds(&ab.down_window(100, &[Role::Active])),
+            (200.0, 330.0)
+        );
         // A backup: threshold 35, n = 4.
-        assert_eq!(bounds(&ab.down_window(100, &[Role::Backup])), (300.0, 440.0));
+        assert_eq!(
+            bounds(&ab.down_window(100, &[Role::Backup])),
+            (300.0, 440.0)
+        );
         assert_eq!(
             bounds(&ab.down_window(100, &[Role::Active, Role::Backup])),
             (200.0, 440.0)
@@ -244,7 +250,10 @@ mod tests {
             xor.roles("eth0", &[None, None]),
             [Role::Balancing, Role::Balancing]
         );
-        assert_eq!(bounds(&xor.down_window(100, &[Role::Balancing])), (200.0, 330.0));
+        assert_eq!(
+            bounds(&xor.down_window(100, &[Role::Balancing])),
+            (200.0, 330.0)
+        );
         assert_eq!(bounds(&xor.up_window(100, "eth0")), (100.0, 220.0));
         assert_eq!(bounds(&xor.up_window(100, "eth1")), (0.0, 220.0));
         assert_eq!(xor.logged(false), "interface is now down");

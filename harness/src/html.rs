@@ -436,6 +436,9 @@ fn measurement(check: Option<&CheckView>, name: &str) -> Option<f64> {
         .and_then(|m| m.value)
 }
 
+/// A timing check's id under the MII monitor and under the ARP monitor.
+type Ids = [&'static str; 2];
+
 /// The timing trials: one timeline for the cuts (carrier lost → slave committed down) and one
 /// for the restores (carrier back → committed up), every trial a row of the cut slave's lane.
 fn timing_timelines(case: &CaseView) -> Vec<Timeline> {
@@ -445,14 +448,8 @@ fn timing_timelines(case: &CaseView) -> Vec<Timeline> {
     let names = slaves(case);
     let trials = m.down.len().max(m.up.len());
     // The window is the MII monitor's check's, or the ARP monitor's.
-    let parts: [(&[Sample], [&str; 2], &str, &str, Rgb); 2] = [
-        (
-            &m.down,
-            [TIMING[0], arpmon::CHECKS[0]],
-            "cut",
-            "down",
-            CUT,
-        ),
+    let parts: [(&[Sample], Ids, &str, &str, Rgb); 2] = [
+        (&m.down, [TIMING[0], arpmon::CHECKS[0]], "cut", "down", CUT),
         (
             &m.up,
             [TIMING[1], arpmon::CHECKS[1]],

@@ -223,7 +223,11 @@ mod tests {
         assert_eq!(r.at, Duration::from_micros(5_321_000));
         assert!(r.message.ends_with("disabling slave"));
         assert_eq!(
-            find(std::slice::from_ref(&r), "enp1s0", "link status definitely down"),
+            find(
+                std::slice::from_ref(&r),
+                "enp1s0",
+                "link status definitely down"
+            ),
             Some(r.at)
         );
         assert_eq!((r.facility, r.level), (0, 6));

@@ -326,9 +326,11 @@ pub async fn set_bridge_port_forwarding(h: &Handle, port: u32, forwarding: bool)
     let mut msg = LinkMessage::default();
     msg.header.interface_family = netlink_packet_route::AddressFamily::Bridge;
     msg.header.index = port;
-    msg.attributes.push(LinkAttribute::Other(
-        netlink_packet_core::DefaultNla::new(IFLA_PROTINFO | NLA_F_NESTED, nested),
-    ));
+    msg.attributes
+        .push(LinkAttribute::Other(netlink_packet_core::DefaultNla::new(
+            IFLA_PROTINFO | NLA_F_NESTED,
+            nested,
+        )));
     h.link().set(msg).execute().await.map_err(refusal)
 }
 

@@ -354,7 +354,9 @@ fn arp_timing_unsupported(arp: &crate::arpmon::ArpMonitor, topology: &Topology) 
     };
     let held = |t: &std::net::Ipv4Addr| bridge.addresses.iter().any(|a| a.addr == *t);
     if let Some(t) = arp.targets.iter().find(|t| !held(t)) {
-        return Some(format!("arp_ip_target {t} among the peer master's addresses"));
+        return Some(format!(
+            "arp_ip_target {t} among the peer master's addresses"
+        ));
     }
     if arp.targets.is_empty() {
         return Some("an arp_ip_target".into());
@@ -451,9 +453,7 @@ fn load_case(dir: &Path, name: &str, topologies: &Path) -> Result<Case> {
             &file,
             line_of("[timing]"),
             1,
-            format!(
-                "timing under ARP monitoring needs {missing} (topology `{topology_name}`)"
-            ),
+            format!("timing under ARP monitoring needs {missing} (topology `{topology_name}`)"),
         ));
     }
     let traffic = &parsed.traffic;
