@@ -241,12 +241,12 @@ fn compare(e: &Expectation, obs: &Observation) -> Verdict {
     }
 }
 
-/// Ids of the timing checks, for cases that measure timing.
-pub const TIMING: [&str; 3] = [
-    "timing.downdelay",
-    "timing.updelay",
-    "timing.link_failure_count",
-];
+/// Ids of the MII monitor's timing checks, for timing cases under MII monitoring (the ARP
+/// monitor's are `arpmon::CHECKS`).
+pub const TIMING: [&str; 2] = ["timing.downdelay", "timing.updelay"];
+
+/// The id of the link failure count check, for every timing case.
+pub const LINK_FAILURES: &str = "timing.link_failure_count";
 
 /// The id of the flap check, for timing cases with a downdelay of a tick or more.
 pub const FLAP: &str = "timing.flap";
@@ -375,19 +375,21 @@ fn window_verdict(check: &str, window: &Window, samples: &[Sample], tolerance_ms
     }
 }
 
-/// The timing checks of a case: both windows (None when the kernel's HZ is unknown, which
-/// leaves nothing to judge against) and the link failure count (+1 per committed down).
+/// The timing checks of a case: both windows, under the monitor's check ids `ids` (down, up;
+/// windows None when the kernel's HZ is unknown, which leaves nothing to judge against), and
+/// the link failure count (+1 per committed down).
 pub fn timing(
+    ids: [&str; 2],
     measured: &Measured,
     windows: Option<&(Window, Window)>,
     tolerance_ms: f64,
 ) -> Vec<Verdict> {
     let mut out = match windows {
         Some((down, up)) => vec![
-            window_verdict(TIMING[0], down, &measured.down, tolerance_ms),
-            window_verdict(TIMING[1], up, &measured.up, tolerance_ms),
+            window_verdict(ids[0], down, &measured.down, tolerance_ms),
+            window_verdict(ids[1], up, &measured.up, tolerance_ms),
         ],
-        None => TIMING[..2]
+        None => ids
             .iter()
             .map(|c| Verdict {
                 check: c.to_string(),
@@ -414,7 +416,7 @@ pub fn timing(
     let observed = u64::from(measured.link_failures_after);
     let pass = observed == expected;
     out.push(Verdict {
-        check: TIMING[2].into(),
+        check: LINK_FAILURES.into(),
         requested: None,
         status: if pass { Status::Pass } else { Status::Fail },
         expected: Some(Value::Number(expected)),
@@ -422,7 +424,9 @@ pub fn timing(
         observed_procfs: None,
         unit: None,
         rule: Some(Rule {
-            text: "each committed DOWN adds one to the slave's link failure count (bond_miimon_commit)".into(),
+            text: "each committed DOWN adds one to the slave's link failure count (bond_miimon_commit; \
+                   bond_ab_arp_commit and bond_loadbalance_arp_mon under ARP monitoring)"
+                .into(),
             source: "drivers/net/bonding/bond_main.c",
         }),
         message: format!(

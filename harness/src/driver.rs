@@ -120,6 +120,11 @@ impl Driver {
         self.num("arp_interval")
     }
 
+    /// The ARP monitor's targets (arp_ip_target), in the kernel's order.
+    pub fn arp_targets(&self) -> &[Ipv4Addr] {
+        &self.ipv4
+    }
+
     /// The primary slave, if one was set.
     pub fn primary(&self) -> Option<&str> {
         self.primary.as_deref()

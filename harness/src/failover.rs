@@ -290,7 +290,11 @@ fn bracket(
     settled: f64,
 ) -> Moment {
     let logged = log.as_mut().and_then(|log| {
-        let at = kmsg::find(&log.drain(), slave, &format!("definitely {what}"))?;
+        let at = kmsg::find(
+            &log.drain(),
+            slave,
+            &format!("link status definitely {what}"),
+        )?;
         Some(log.clock.earliest(at) - start_mono.as_secs_f64() * 1e3)
     });
     match logged {

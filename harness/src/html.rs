@@ -16,7 +16,8 @@ use std::fmt::Write as _;
 
 use serde_json::Value as Json;
 
-use crate::checks::Status;
+use crate::arpmon;
+use crate::checks::{Status, TIMING};
 use crate::compare::{CaseView, CheckView, ReportView};
 use crate::report::Summary;
 use crate::timing::Sample;
@@ -444,6 +445,9 @@ fn measurement(check: Option<&CheckView>, name: &str) -> Option<f64> {
         .and_then(|m| m.value)
 }
 
+/// A timing check's id under the MII monitor and under the ARP monitor.
+type Ids = [&'static str; 2];
+
 /// The timing trials: one timeline for the cuts (carrier lost → slave committed down) and one
 /// for the restores (carrier back → committed up), every trial a row of the cut slave's lane.
 fn timing_timelines(case: &CaseView) -> Vec<Timeline> {
@@ -452,14 +456,24 @@ fn timing_timelines(case: &CaseView) -> Vec<Timeline> {
     };
     let names = slaves(case);
     let trials = m.down.len().max(m.up.len());
-    let parts: [(&[Sample], &str, &str, &str, Rgb); 2] = [
-        (&m.down, "timing.downdelay", "cut", "down", CUT),
-        (&m.up, "timing.updelay", "restored", "up", RESTORE),
+    // The window is the MII monitor's check's, or the ARP monitor's.
+    let parts: [(&[Sample], Ids, &str, &str, Rgb); 2] = [
+        (&m.down, [TIMING[0], arpmon::CHECKS[0]], "cut", "down", CUT),
+        (
+            &m.up,
+            [TIMING[1], arpmon::CHECKS[1]],
+            "restored",
+            "up",
+            RESTORE,
+        ),
     ];
     parts
         .into_iter()
-        .map(|(samples, check_id, verb, state, colour)| {
-            let check = case.checks.iter().find(|c| c.check == check_id);
+        .map(|(samples, check_ids, verb, state, colour)| {
+            let check = case
+                .checks
+                .iter()
+                .find(|c| check_ids.contains(&c.check.as_str()));
             let window = measurement(check, "window_lower").zip(measurement(check, "window_upper"));
             let tolerance = measurement(check, "tolerance").unwrap_or(0.0);
             let cut_lane = names.iter().position(|n| *n == m.slave).unwrap_or(0);

@@ -202,9 +202,10 @@ fn parse(record: &str) -> Option<Record> {
     })
 }
 
-/// The time the kernel logged `what` ("definitely down") for `slave`, among `records`.
+/// The time the kernel logged `what` ("link status definitely down") for `slave`, among
+/// `records`.
 pub fn find(records: &[Record], slave: &str, what: &str) -> Option<Duration> {
-    let tag = format!("(slave {slave}): link status {what}");
+    let tag = format!("(slave {slave}): {what}");
     records
         .iter()
         .find(|r| r.message.contains(&tag))
@@ -222,11 +223,15 @@ mod tests {
         assert_eq!(r.at, Duration::from_micros(5_321_000));
         assert!(r.message.ends_with("disabling slave"));
         assert_eq!(
-            find(std::slice::from_ref(&r), "enp1s0", "definitely down"),
+            find(
+                std::slice::from_ref(&r),
+                "enp1s0",
+                "link status definitely down"
+            ),
             Some(r.at)
         );
         assert_eq!((r.facility, r.level), (0, 6));
-        assert_eq!(find(&[r], "enp7s0", "definitely down"), None);
+        assert_eq!(find(&[r], "enp7s0", "link status definitely down"), None);
         assert!(parse("garbage").is_none());
     }
 

@@ -8,6 +8,7 @@
 //! reports of several kernels side by side.
 
 pub mod apply;
+pub mod arpmon;
 pub mod checks;
 pub mod compare;
 pub mod deviation;

@@ -305,6 +305,35 @@ pub async fn enslave(h: &Handle, slave: u32, bond: u32) -> Answer {
     h.link().set(msg).execute().await.map_err(refusal)
 }
 
+/// `bridge link set dev PORT state forwarding|disabled`: a disabled bridge port neither
+/// forwards what it receives nor sends what the bridge forwards or originates, while its link
+/// (and so the veth's carrier) stays up. Sent as the `bridge` tool sends it, RTM_SETLINK of
+/// family AF_BRIDGE with a nested IFLA_PROTINFO holding IFLA_BRPORT_STATE (br_setlink): the
+/// same attribute as bridge_slave data in RTM_NEWLINK is accepted there and silently not
+/// applied (Linux 6.1, measured). The kernel takes a state by hand only with STP off, as the
+/// topologies' bridges have it, and then re-runs its port state selection
+/// (br_port_state_selection), which makes every port that is not disabled forwarding again:
+/// "blocking" would not hold, "disabled" does.
+pub async fn set_bridge_port_forwarding(h: &Handle, port: u32, forwarding: bool) -> Answer {
+    const IFLA_PROTINFO: u16 = 12;
+    const IFLA_BRPORT_STATE: u16 = 1;
+    const NLA_F_NESTED: u16 = 1 << 15;
+    // BR_STATE_FORWARDING and BR_STATE_DISABLED (include/uapi/linux/if_bridge.h).
+    let state: u8 = if forwarding { 3 } else { 0 };
+    // One attribute, u8 IFLA_BRPORT_STATE: length 5, padded to 8.
+    let [t0, t1] = IFLA_BRPORT_STATE.to_ne_bytes();
+    let nested = vec![5, 0, t0, t1, state, 0, 0, 0];
+    let mut msg = LinkMessage::default();
+    msg.header.interface_family = netlink_packet_route::AddressFamily::Bridge;
+    msg.header.index = port;
+    msg.attributes
+        .push(LinkAttribute::Other(netlink_packet_core::DefaultNla::new(
+            IFLA_PROTINFO | NLA_F_NESTED,
+            nested,
+        )));
+    h.link().set(msg).execute().await.map_err(refusal)
+}
+
 /// `ip link set dev SLAVE nomaster`
 pub async fn release(h: &Handle, slave: u32) -> Answer {
     h.link()

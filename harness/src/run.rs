@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use clap::ValueEnum;
 
 use crate::apply;
+use crate::arpmon;
 use crate::checks::{self, Observation, Status};
 use crate::distribution;
 use crate::error::{Error, Result};
@@ -416,15 +417,38 @@ async fn carry_out(
     let (traffic, verdict) =
         drive_traffic(case, model, kernel, &built, applied.bond_index, applied_at).await?;
     progress.phases.traffic_ms = ms(t.elapsed());
-    verdicts.push(verdict);
+    // Under ARP monitoring which slaves are usable depends on the targets' replies, which the
+    // model does not predict: the frames are reported, not judged (Model::check_ids).
+    if model.arp.is_none() {
+        verdicts.push(verdict);
+    }
     progress.traffic = Some(traffic);
 
     // Timing last: cutting carriers changes the state the checks above judged.
     if let Some(slave) = case.timing_slave() {
         let others_up = case.spec.bond.slaves.len() > 1;
-        let windows = kernel
-            .hz
-            .and_then(|hz| model.monitor.windows(hz, others_up));
+        // The MII monitor sees a carrier cut; the ARP monitor a silenced switch port.
+        let (windows, cut, ids, logged) = match &model.arp {
+            Some(arp) => {
+                let roles = arp.roles(slave, &active_before_cuts(model, slave, options.trials));
+                let windows = kernel
+                    .hz
+                    .map(|hz| (arp.down_window(hz, &roles), arp.up_window(hz, slave)));
+                let logged = [arp.logged(false), arp.logged(true)];
+                (windows, timing::Cut::Silence, arpmon::CHECKS, logged)
+            }
+            None => {
+                let windows = kernel
+                    .hz
+                    .and_then(|hz| model.monitor.windows(hz, others_up));
+                (
+                    windows,
+                    timing::Cut::Carrier,
+                    checks::TIMING,
+                    timing::MII_LOGGED,
+                )
+            }
+        };
         let upper = windows
             .as_ref()
             .map_or(5000.0, |(d, u)| d.upper_ms.max(u.upper_ms));
@@ -434,21 +458,20 @@ async fn carry_out(
         let mut events = netlink::watch_slaves(&built.bond_ns, &tokio::runtime::Handle::current())?;
         let t = Instant::now();
         on(Event::Phase("timing"));
-        let mut measured = timing::measure(
-            &built,
-            &bond.name,
-            slave,
-            options.trials,
+        let plan = timing::Plan {
+            cut,
+            trials: options.trials,
             deadline,
-            &mut events,
-            &mut |n| {
+            logged,
+        };
+        let mut measured =
+            timing::measure(&built, &bond.name, slave, &plan, &mut events, &mut |n| {
                 on(Event::Trial {
                     n,
                     of: options.trials,
                 })
-            },
-        )
-        .await?;
+            })
+            .await?;
         if model.monitor.down_ticks > 0 {
             on(Event::Phase("flap"));
             let flap = timing::flap(&built, &bond.name, slave, deadline, &mut events).await?;
@@ -456,6 +479,7 @@ async fn carry_out(
         }
         progress.phases.timing_ms = ms(t.elapsed());
         verdicts.extend(checks::timing(
+            ids,
             &measured,
             windows.as_ref(),
             kernel.timing_tolerance_ms,
@@ -463,12 +487,12 @@ async fn carry_out(
         if let Some(flap) = &measured.flap {
             verdicts.push(checks::flap(flap, model.monitor.down_ticks));
         }
-        if let Some(selection) = &model.selection {
+        if let Some(selection) = model.judged_selection() {
             verdicts.extend(checks::failover(&measured, selection));
         }
         progress.timing = Some(measured);
 
-        if distribution::failover_unpredictable(&model.transmit).is_none() {
+        if model.arp.is_none() && distribution::failover_unpredictable(&model.transmit).is_none() {
             let t = Instant::now();
             on(Event::Phase("failover"));
             let (observed, stream_verdicts) = drive_failover(
@@ -502,6 +526,21 @@ async fn carry_out(
     progress.phases.checks_ms = ms(t.elapsed());
     progress.observed = Some(observation);
     Ok(verdicts)
+}
+
+/// The active slave the model expects before each of the timing trials' `trials` cuts of
+/// `slave` (None in modes without one).
+fn active_before_cuts(model: &Model, slave: &str, trials: usize) -> Vec<Option<String>> {
+    match &model.selection {
+        Some(selection) => {
+            let (_, after_restore) = selection.expected(slave, trials);
+            std::iter::once(selection.active_after(&[]))
+                .chain(after_restore)
+                .take(trials)
+                .collect()
+        }
+        None => vec![None; trials],
+    }
 }
 
 /// balance-tlb and balance-alb count their slaves' loads at a rebalance every 10 s after the
@@ -556,13 +595,7 @@ async fn drive_traffic(
         model.transmit.mode,
         crate::spec::Mode::BalanceTlb | crate::spec::Mode::BalanceAlb
     );
-    let verdict = if model.monitor.arp_interval_ms > 0 {
-        checks::distribution_skipped(
-            &expected,
-            "ARP monitoring: which slaves are usable depends on replies from the ARP targets, \
-             which the topology does not provide",
-        )
-    } else if tlb && model.transmit.tlb_dynamic_lb && opened.elapsed() >= TLB_REBALANCE {
+    let verdict = if tlb && model.transmit.tlb_dynamic_lb && opened.elapsed() >= TLB_REBALANCE {
         checks::distribution_skipped(
             &expected,
             "the frames went out after the first load rebalance (10 s after the bond opened), \

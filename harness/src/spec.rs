@@ -179,6 +179,20 @@ impl fmt::Display for Ipv4Net {
     }
 }
 
+impl std::str::FromStr for Ipv4Net {
+    type Err = String;
+
+    /// `ADDR/PREFIX`, as `ip addr add` takes it.
+    fn from_str(s: &str) -> std::result::Result<Ipv4Net, String> {
+        let bad = || format!("`{s}` is not an IPv4 address with a prefix (ADDR/PREFIX)");
+        let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
+        Ok(Ipv4Net {
+            addr: addr.parse().map_err(|_| bad())?,
+            prefix: prefix.parse().ok().filter(|p| *p <= 32).ok_or_else(bad)?,
+        })
+    }
+}
+
 /// Options of ifupdown's inet static method that configure nothing on the interface itself.
 const STATIC_UNUSED: &[&str] = &["network", "broadcast"];
 

@@ -318,14 +318,22 @@ fn check_ids(spec: &Spec, topology: &Topology, timing: bool, applier: Applier) -
         ids.extend(crate::lacpdu::check_ids(&slaves));
     }
     if timing {
-        ids.extend(crate::checks::TIMING.iter().map(|c| c.to_string()));
-        if model.selection.is_some() {
+        let windows = match model.arp {
+            Some(_) => crate::arpmon::CHECKS,
+            None => crate::checks::TIMING,
+        };
+        ids.extend(windows.iter().map(|c| c.to_string()));
+        ids.push(crate::checks::LINK_FAILURES.to_string());
+        if model.judged_selection().is_some() {
             ids.extend(crate::model::FAILOVER.iter().map(|c| c.to_string()));
         }
         if model.monitor.down_ticks > 0 {
             ids.push(crate::checks::FLAP.to_string());
         }
-        if crate::distribution::failover_unpredictable(&model.transmit).is_none() {
+        // The stream's cut takes the carrier, which only the MII monitor sees.
+        if model.arp.is_none()
+            && crate::distribution::failover_unpredictable(&model.transmit).is_none()
+        {
             ids.push(crate::failover::CHECK.to_string());
             if model.peer_notify.is_some() {
                 ids.push(crate::failover::PEER_NOTIFY.to_string());
@@ -333,6 +341,30 @@ fn check_ids(spec: &Spec, topology: &Topology, timing: bool, applier: Applier) -
         }
     }
     ids
+}
+
+/// What the ARP monitor's timing trials need and `topology` lacks, if anything: a bridge
+/// holding every target, so that a blocked port silences them all for the slave behind it
+/// (veth-topologies/arp-target.toml), and a second slave, so that the bond keeps an active
+/// slave whose requests reach a restored one (with one slave the probe's rotation decides).
+fn arp_timing_unsupported(arp: &crate::arpmon::ArpMonitor, topology: &Topology) -> Option<String> {
+    let bridge = topology
+        .peer_master
+        .as_ref()
+        .filter(|m| m.kind == crate::topology::MasterKind::Bridge);
+    let Some(bridge) = bridge else {
+        return Some("a bridge as peer master, holding the ARP targets".into());
+    };
+    let held = |t: &std::net::Ipv4Addr| bridge.addresses.iter().any(|a| a.addr == *t);
+    if let Some(t) = arp.targets.iter().find(|t| !held(t)) {
+        return Some(format!(
+            "arp_ip_target {t} among the peer master's addresses"
+        ));
+    }
+    if arp.targets.is_empty() {
+        return Some("an arp_ip_target".into());
+    }
+    (arp.slaves.len() < 2).then(|| "two slaves or more".into())
 }
 
 /// The mode the bond will be in (the model's), which decides its default topology.
@@ -415,6 +447,17 @@ fn load_case(dir: &Path, name: &str, topologies: &Path) -> Result<Case> {
                 format!("timing slave `{name}` is not a slave of the spec"),
             ));
         }
+    }
+    if parsed.timing.is_some()
+        && let Some(arp) = crate::model::predict(&spec, Applier::Netlink).arp
+        && let Some(missing) = arp_timing_unsupported(&arp, &topology)
+    {
+        return Err(Error::input(
+            &file,
+            line_of("[timing]"),
+            1,
+            format!("timing under ARP monitoring needs {missing} (topology `{topology_name}`)"),
+        ));
     }
     let traffic = &parsed.traffic;
     let bad_traffic =

@@ -1,8 +1,10 @@
-//! Link monitor timing, measured: a slave's carrier is cut and restored (its veth peer set down
-//! and up), trial after trial, and the time the driver takes to commit each transition is
-//! taken from two clocks: the netlink notification bondcheck receives (RTM_NEWLINK with the
-//! slave's MII status) and the kernel log's own timestamp of "link status definitely down/up".
-//! Every wait is on an event with a deadline; nothing sleeps.
+//! Link monitor timing, measured: a slave's link is cut and restored, trial after trial (for
+//! the MII monitor its carrier, its veth peer set down and up; for the ARP monitor its switch
+//! port, blocked and made forwarding again), and the time the driver takes to commit each
+//! transition is taken from two clocks: the netlink notification bondcheck receives
+//! (RTM_NEWLINK with the slave's MII status) and the kernel log's own timestamp of the commit
+//! ("link status definitely down/up"). Every wait is on an event with a deadline; nothing
+//! sleeps.
 
 use std::time::{Duration, Instant};
 
@@ -29,11 +31,14 @@ pub struct Sample {
 /// The timing trials of one case: every transition's sample, and the link failure count.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Measured {
-    /// The slave whose carrier was cut and restored.
+    /// The slave whose link was cut and restored.
     pub slave: String,
-    /// Carrier cut → slave committed down, one sample per trial.
+    /// How: its carrier, or its switch port (ARP monitoring).
+    #[serde(default)]
+    pub cut: Cut,
+    /// Link cut → slave committed down, one sample per trial.
     pub down: Vec<Sample>,
-    /// Carrier restored → slave committed up, one sample per trial.
+    /// Link restored → slave committed up, one sample per trial.
     pub up: Vec<Sample>,
     /// The slave's link failure count before the first cut and after the last.
     pub link_failures_before: u32,
@@ -45,6 +50,69 @@ pub struct Measured {
     pub log_clock: Option<kmsg::Clock>,
 }
 
+/// How a trial takes a slave's link away and gives it back.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cut {
+    /// The slave's veth peer set down and up: the slave loses its carrier, which the MII
+    /// monitor sees.
+    #[default]
+    Carrier,
+    /// The slave's port on the topology's bridge blocked and made forwarding again: the
+    /// carrier stays, but the ARP targets behind the bridge no longer hear the slave, nor it
+    /// them, which only the ARP monitor sees.
+    Silence,
+}
+
+impl Cut {
+    /// Cuts (`restore` false) or restores `slave`'s link.
+    pub async fn make(self, built: &Built, slave: &str, restore: bool) -> Result<()> {
+        let peer = built
+            .peer(slave)
+            .ok_or_else(|| Error::run(format!("timing: no peer for slave {slave}")))?;
+        let answer = match self {
+            Cut::Carrier => netlink::set_up(&peer.handle, peer.index, restore).await,
+            Cut::Silence => {
+                netlink::set_bridge_port_forwarding(&peer.handle, peer.index, restore).await
+            }
+        };
+        answer.map_err(|r| {
+            let what = match (self, restore) {
+                (Cut::Carrier, false) => "cutting the carrier of",
+                (Cut::Carrier, true) => "restoring the carrier of",
+                (Cut::Silence, false) => "blocking the switch port of",
+                (Cut::Silence, true) => "unblocking the switch port of",
+            };
+            Error::run(format!("timing: {what} {slave}: {r}"))
+        })
+    }
+}
+
+/// What the timing trials do and how long they wait.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub cut: Cut,
+    /// Cut-and-restore trials.
+    pub trials: usize,
+    /// How long to wait for each commit before giving up on it.
+    pub deadline: Duration,
+    /// The kernel log's words for the down and the up commit.
+    pub logged: [&'static str; 2],
+}
+
+/// The kernel log's words for the MII monitor's commits (bond_miimon_commit).
+pub const MII_LOGGED: [&str; 2] = ["link status definitely down", "link status definitely up"];
+
 /// CLOCK_MONOTONIC: the kernel log's clock.
 pub fn monotonic() -> Duration {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
@@ -55,38 +123,37 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Cuts and restores `slave`'s carrier `trials` times; each wait ends at its event or after
-/// `deadline`; `on_trial` hears each trial begin. `events` must be subscribed before the call.
+/// Cuts and restores `slave`'s link as `plan` says; each wait ends at its event or after the
+/// plan's deadline; `on_trial` hears each trial begin. `events` must be subscribed before the
+/// call.
 pub async fn measure(
     built: &Built,
     bond: &str,
     slave: &str,
-    trials: usize,
-    deadline: Duration,
+    plan: &Plan,
     events: &mut UnboundedReceiver<SlaveEvent>,
     on_trial: &mut dyn FnMut(usize),
 ) -> Result<Measured> {
-    let peer = built
-        .peer(slave)
-        .ok_or_else(|| Error::run(format!("timing: no peer for slave {slave}")))?;
     // The kernel log is a second clock where it can be read; without it, only netlink times.
     let mut log = Kmsg::open().ok();
     let link_failures_before = link_failures(built, bond, slave).await?;
     let (mut down, mut up) = (Vec::new(), Vec::new());
-    for trial in 1..=trials {
+    for trial in 1..=plan.trials {
         on_trial(trial);
-        for (carrier, want, series) in [(false, "down", &mut down), (true, "up", &mut up)] {
+        let transitions = [
+            (false, "down", plan.logged[0], &mut down),
+            (true, "up", plan.logged[1], &mut up),
+        ];
+        for (restore, want, logged, series) in transitions {
             while events.try_recv().is_ok() {}
             if let Some(log) = log.as_mut() {
                 log.drain();
             }
             let (sent, sent_mono) = (Instant::now(), monotonic());
-            netlink::set_up(&peer.handle, peer.index, carrier)
-                .await
-                .map_err(|r| Error::run(format!("timing: setting {}'s peer {want}: {r}", slave)))?;
-            let committed = wait_for(events, slave, want, sent + deadline).await;
+            plan.cut.make(built, slave, restore).await?;
+            let committed = wait_for(events, slave, want, sent + plan.deadline).await;
             let kmsg_ms = log.as_mut().and_then(|log| {
-                let at = kmsg::find(&log.drain(), slave, &format!("definitely {want}"))?;
+                let at = kmsg::find(&log.drain(), slave, logged)?;
                 Some(log.clock.monotonic(at) - ms(sent_mono))
             });
             // The commit that announced the slave also chose the active slave, under RTNL: a
@@ -103,6 +170,7 @@ pub async fn measure(
     }
     Ok(Measured {
         slave: slave.to_string(),
+        cut: plan.cut,
         down,
         up,
         link_failures_before,
@@ -187,15 +255,10 @@ pub async fn flap(
     deadline: Duration,
     events: &mut UnboundedReceiver<SlaveEvent>,
 ) -> Result<Flap> {
-    let peer = built
-        .peer(slave)
-        .ok_or_else(|| Error::run(format!("timing: no peer for slave {slave}")))?;
     while events.try_recv().is_ok() {}
     let link_failures_before = link_failures(built, bond, slave).await?;
     let cut = Instant::now();
-    netlink::set_up(&peer.handle, peer.index, false)
-        .await
-        .map_err(|r| Error::run(format!("timing: cutting {slave}'s peer: {r}")))?;
+    Cut::Carrier.make(built, slave, false).await?;
     let going_down = poll_until(built, bond, slave, cut + deadline, |s| {
         matches!(s, "going down" | "down")
     })
@@ -203,9 +266,7 @@ pub async fn flap(
     .filter(|(status, _)| status == "going down")
     .map(|(_, at)| ms(at - cut));
     let restored = Instant::now();
-    netlink::set_up(&peer.handle, peer.index, true)
-        .await
-        .map_err(|r| Error::run(format!("timing: restoring {slave}'s peer: {r}")))?;
+    Cut::Carrier.make(built, slave, true).await?;
     let up = poll_until(built, bond, slave, restored + deadline, |s| s == "up")
         .await?
         .map(|(_, at)| ms(at - cut));

@@ -19,7 +19,7 @@ use crate::ifenslave::Write;
 use crate::netlink;
 use crate::netns::AnonNetns;
 use crate::options::{self, Kind, Opt};
-use crate::spec::Mode;
+use crate::spec::{Ipv4Net, Mode};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -53,6 +53,12 @@ pub struct PeerMaster {
     /// first (options of other modes are refused until it is set).
     #[serde(skip)]
     pub options: Vec<(&'static Opt, u64)>,
+    /// IPv4 addresses the master holds, as written (`ADDR/PREFIX`).
+    #[serde(default, rename = "addresses", skip_serializing)]
+    written_addresses: Vec<Spanned<String>>,
+    /// The same, typed: hosts on the switch that answer ARP, e.g. an ARP monitor's targets.
+    #[serde(skip)]
+    pub addresses: Vec<Ipv4Net>,
 }
 
 impl PeerMaster {
@@ -139,6 +145,13 @@ impl Topology {
                 let (line, column) = span.map_or(header, |s| line_column(text, s));
                 Error::input(path, line, column, message)
             })?;
+            for written in &m.written_addresses {
+                let net = written.get_ref().parse().map_err(|message| {
+                    let (line, column) = line_column(text, written.span().start);
+                    Error::input(path, line, column, message)
+                })?;
+                m.addresses.push(net);
+            }
         }
         Ok(t)
     }
@@ -426,10 +439,15 @@ pub async fn build(topology: &Topology, slaves: &[String]) -> Result<Built> {
             ns,
         });
     }
-    if let Some(m) = &peer_master {
+    if let (Some(m), Some(file)) = (&peer_master, &topology.peer_master) {
         netlink::set_up(&m.handle, m.index, true)
             .await
             .map_err(|r| Error::run(format!("bringing up peer-master {}: {r}", m.name)))?;
+        for net in &file.addresses {
+            netlink::add_address(&m.handle, m.index, *net)
+                .await
+                .map_err(|r| Error::run(format!("adding {net} to peer-master {}: {r}", m.name)))?;
+        }
     }
     Ok(Built {
         bond_ns,
@@ -489,6 +507,22 @@ mod tests {
                 ("lacp_rate", 1),
                 ("ad_select", 2)
             ]
+        );
+    }
+
+    #[test]
+    fn the_arp_target_bridge_holds_its_addresses_and_bad_ones_name_their_line() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../veth-topologies");
+        let arp = Topology::load(&dir.join("arp-target.toml")).unwrap();
+        let m = arp.peer_master.unwrap();
+        assert_eq!(m.kind, MasterKind::Bridge);
+        let held: Vec<String> = m.addresses.iter().map(ToString::to_string).collect();
+        assert_eq!(held, ["192.0.2.1/24", "192.0.2.2/24"]);
+        assert_eq!(
+            error(&format!(
+                "{SHARED}[peer-master]\nkind = \"bridge\"\nname = \"br0\"\naddresses = [\"192.0.2.1\"]\n"
+            )),
+            "veth-topologies/t.toml:7:14: `192.0.2.1` is not an IPv4 address with a prefix (ADDR/PREFIX)"
         );
     }
 
