@@ -10,6 +10,7 @@
 //! which waits for the commit's lock, returns after its netlink announcement. A frame sent
 //! inside a bracket may show either state's behaviour.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -72,6 +73,12 @@ pub struct Observed {
     pub active_after_cut: Option<String>,
     /// The bond's active slave right after the UP commit.
     pub active_after_restore: Option<String>,
+    /// The MAC address of the bond and every slave right after the DOWN commit, by name.
+    #[serde(default)]
+    pub addresses_after_cut: Option<BTreeMap<String, String>>,
+    /// And right after the UP commit.
+    #[serde(default)]
+    pub addresses_after_restore: Option<BTreeMap<String, String>>,
     /// The frames sent and where they arrived.
     pub stream: Streamed,
 }
@@ -171,11 +178,14 @@ pub async fn measure(
         deadline_ms: setup.down_deadline.max(setup.up_deadline).as_secs_f64() * 1e3,
         active_after_cut: None,
         active_after_restore: None,
+        addresses_after_cut: None,
+        addresses_after_restore: None,
         stream: Streamed::default(),
     };
     let until = Instant::now() + setup.down_deadline;
     if let Some((carrier, committed)) = commit(events, slave, "down", until, &start).await {
-        observed.active_after_cut = active(built, bond).await?;
+        (observed.active_after_cut, observed.addresses_after_cut) =
+            after_commit(built, bond).await?;
         observed.cut.to_ms = acked.max(carrier.unwrap_or(committed));
         observed.down = Some(bracket(
             &mut log,
@@ -198,7 +208,10 @@ pub async fn measure(
         });
         let until = Instant::now() + setup.up_deadline;
         if commit(events, slave, "up", until, &start).await.is_some() {
-            observed.active_after_restore = active(built, bond).await?;
+            (
+                observed.active_after_restore,
+                observed.addresses_after_restore,
+            ) = after_commit(built, bond).await?;
             let up = bracket(&mut log, slave, "up", start_mono, restore_from, now_ms());
             observed.up = Some(up);
             more(&mut progress, total, &mut done).await?;
@@ -264,11 +277,18 @@ async fn commit(
     }
 }
 
-/// The active slave, read with a dump: the dump waits for the lock the commit holds, so it
-/// also marks the moment the commit's whole work (failover included) is done.
-async fn active(built: &Built, bond: &str) -> Result<Option<String>> {
+/// The active slave and every address, read with a dump: the dump waits for the lock the
+/// commit holds, so it also marks the moment the commit's whole work (failover included) is
+/// done.
+async fn after_commit(
+    built: &Built,
+    bond: &str,
+) -> Result<(Option<String>, Option<BTreeMap<String, String>>)> {
     let view = timing::bond_view(built, bond).await?;
-    Ok(view.options.get("active_slave").map(ToString::to_string))
+    Ok((
+        view.options.get("active_slave").map(ToString::to_string),
+        Some(view.macs(bond)),
+    ))
 }
 
 /// A commit's bracket: from its kernel log record (less the guard), or from `earliest` where
@@ -567,6 +587,8 @@ mod tests {
             deadline_ms: 300.0,
             active_after_cut: None,
             active_after_restore: None,
+            addresses_after_cut: None,
+            addresses_after_restore: None,
             stream: Streamed {
                 sends: (0..100)
                     .map(|i| SendTime {

@@ -13,6 +13,7 @@ pub mod compare;
 pub mod distribution;
 pub mod driver;
 pub mod error;
+pub mod fail_over_mac;
 pub mod failover;
 pub mod frames;
 pub mod html;

@@ -78,6 +78,9 @@ pub struct Model {
     pub selection: Option<Selection>,
     /// How the bond picks the slave for each frame it sends.
     pub transmit: Transmit,
+    /// Which MAC address the bond and its slaves have, where the model can judge it
+    /// (active-backup; see `fail_over_mac.rs`).
+    pub fail_over_mac: Option<crate::fail_over_mac::Rules>,
 }
 
 /// The settings the driver's transmit path reads (bond_start_xmit and the per-mode functions
@@ -722,6 +725,13 @@ pub fn predict(spec: &Spec, applier: Applier) -> Model {
         tlb_dynamic_lb: driver.number("tlb_dynamic_lb") != 0,
         min_links: driver.number("min_links"),
     };
+    let first_active = selection.as_ref().and_then(|s| s.active_after(&[]));
+    let fail_over_mac = crate::fail_over_mac::Rules::new(
+        driver.mode(),
+        driver.word("fail_over_mac").unwrap_or("none"),
+        &transmit.slaves,
+        first_active.as_deref(),
+    );
     Model {
         expectations: out,
         answers,
@@ -729,6 +739,7 @@ pub fn predict(spec: &Spec, applier: Applier) -> Model {
         monitor,
         selection,
         transmit,
+        fail_over_mac,
     }
 }
 

@@ -127,6 +127,12 @@ pub async fn set_up(h: &Handle, index: u32, up: bool) -> Answer {
     h.link().set(b.build()).execute().await.map_err(refusal)
 }
 
+/// `ip link set dev IDX address MAC`
+pub async fn set_mac(h: &Handle, index: u32, mac: [u8; 6]) -> Answer {
+    let b = LinkUnspec::new_with_index(index).address(mac.to_vec());
+    h.link().set(b.build()).execute().await.map_err(refusal)
+}
+
 /// A slave's link state as the kernel announced it (RTM_NEWLINK with IFLA_BOND_SLAVE_MII_STATUS),
 /// timestamped when bondcheck received it: netlink messages carry no kernel timestamp.
 #[derive(Debug, Clone)]
@@ -413,6 +419,7 @@ pub fn bond_view(links: &[LinkMessage], bond: &str) -> Option<BondView> {
     let mut view = BondView {
         up: Some(master.header.flags.contains(LinkFlags::Up)),
         carrier: Some(master.header.flags.contains(LinkFlags::LowerUp)),
+        mac: link_mac(master),
         ..BondView::default()
     };
     let mut is_bond = false;
@@ -442,6 +449,7 @@ pub fn bond_view(links: &[LinkMessage], bond: &str) -> Option<BondView> {
     {
         let mut s = SlaveView {
             name: link_name(slave).unwrap_or("?").to_string(),
+            mac: link_mac(slave),
             ..SlaveView::default()
         };
         for info in link_infos(slave) {

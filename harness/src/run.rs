@@ -9,6 +9,7 @@ use crate::apply;
 use crate::checks::{self, Observation, Status};
 use crate::distribution;
 use crate::error::{Error, Result};
+use crate::fail_over_mac;
 use crate::failover;
 use crate::frames;
 use crate::ifenslave::Applier;
@@ -470,6 +471,18 @@ async fn carry_out(
             progress.phases.failover_ms = ms(t.elapsed());
             verdicts.push(verdict);
             progress.failover = Some(observed);
+        }
+        if let (Some(rules), Some(selection), Some(measured)) =
+            (&model.fail_over_mac, &model.selection, &progress.timing)
+        {
+            let moments = fail_over_mac::moments(
+                selection,
+                &bond.name,
+                &observation.netlink,
+                measured,
+                progress.failover.as_ref(),
+            );
+            verdicts.push(fail_over_mac::check(rules, &bond.name, &moments));
         }
     }
 

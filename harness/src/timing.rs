@@ -4,6 +4,7 @@
 //! slave's MII status) and the kernel log's own timestamp of "link status definitely down/up".
 //! Every wait is on an event with a deadline; nothing sleeps.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -24,6 +25,10 @@ pub struct Sample {
     pub kmsg_ms: Option<f64>,
     /// The bond's active slave right after the commit (modes that have one).
     pub active: Option<String>,
+    /// The MAC address of the bond and of every slave right after the commit, by interface
+    /// name (`fail_over_mac.rs` judges them).
+    #[serde(default)]
+    pub addresses: BTreeMap<String, String>,
 }
 
 /// The timing trials of one case: every transition's sample, and the link failure count.
@@ -89,8 +94,8 @@ pub async fn measure(
                 let at = kmsg::find(&log.drain(), slave, &format!("definitely {want}"))?;
                 Some(log.clock.monotonic(at) - ms(sent_mono))
             });
-            // The commit that announced the slave also chose the active slave, under RTNL: a
-            // dump, which waits for RTNL, sees the choice.
+            // The commit that announced the slave also chose the active slave (and moved the
+            // addresses fail_over_mac moves), under RTNL: a dump, which waits for RTNL, sees it.
             let view = bond_view(built, bond).await?;
             let active = view.options.get("active_slave").map(ToString::to_string);
             series.push(Sample {
@@ -98,6 +103,7 @@ pub async fn measure(
                 netlink_ms: committed.map(|at| ms(at - sent)),
                 kmsg_ms,
                 active,
+                addresses: view.macs(bond),
             });
         }
     }
