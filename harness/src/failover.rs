@@ -23,7 +23,7 @@ use crate::distribution::{Failover, Prediction, State};
 use crate::error::{Error, Result};
 use crate::frames::Frame;
 use crate::kmsg::{self, Kmsg};
-use crate::netlink::{self, SlaveEvent};
+use crate::netlink::{self, LinkEvent};
 use crate::timing;
 use crate::topology::Built;
 use crate::traffic::{self, Pace, Sockets, Streamed};
@@ -118,7 +118,7 @@ pub async fn measure(
     bond: &str,
     slave: &str,
     setup: Setup,
-    events: &mut UnboundedReceiver<SlaveEvent>,
+    events: &mut UnboundedReceiver<LinkEvent>,
 ) -> Result<Observed> {
     let peer = built
         .peer(slave)
@@ -255,7 +255,7 @@ async fn more(
 /// Waits for `slave`'s commit to `mii_status` until `until`; returns when (ms from `start`)
 /// its carrier change was announced, if it was, and when the commit was.
 async fn commit(
-    events: &mut UnboundedReceiver<SlaveEvent>,
+    events: &mut UnboundedReceiver<LinkEvent>,
     slave: &str,
     mii_status: &str,
     until: Instant,
@@ -265,13 +265,13 @@ async fn commit(
     let mut carrier = None;
     loop {
         let event = timing::next_event(events, until).await?;
-        if event.slave != slave {
+        if event.name != slave {
             continue;
         }
         if carrier.is_none() && event.carrier == (mii_status == "up") {
             carrier = Some(at(event.at));
         }
-        if event.mii_status == mii_status {
+        if event.is(slave, mii_status) {
             return Some((carrier, at(event.at)));
         }
     }

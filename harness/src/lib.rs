@@ -28,6 +28,7 @@ pub mod lacpdu;
 pub mod lint;
 pub mod matrix;
 pub mod memory;
+pub mod min_links;
 pub mod model;
 pub mod netlink;
 pub mod netns;

@@ -17,6 +17,7 @@ use crate::ifupdown;
 use crate::kernel::KernelInfo;
 use crate::lacp;
 use crate::lacpdu;
+use crate::min_links;
 use crate::model::{self, Model, Value};
 use crate::netlink;
 use crate::observe;
@@ -101,6 +102,7 @@ struct Progress {
     lacpdus: Option<lacpdu::Observed>,
     traffic: Option<report::Traffic>,
     failover: Option<failover::Observed>,
+    min_links: Option<min_links::Observed>,
     /// What the kernel logged while the spec was applied.
     apply_log: Vec<crate::kmsg::Record>,
 }
@@ -209,6 +211,7 @@ async fn run_case(
         lacpdus: progress.lacpdus,
         traffic: progress.traffic,
         failover: progress.failover,
+        min_links: progress.min_links,
         checks,
     }
 }
@@ -405,6 +408,32 @@ async fn carry_out(
     verdicts.push(verdict);
     progress.traffic = Some(traffic);
 
+    // min_links: cut ports below it and restore them, with the LACP partner answering.
+    if let Some(steps) = min_links::plan(model, &case.topology) {
+        on(Event::Phase("min_links"));
+        let t = Instant::now();
+        let commit = kernel
+            .hz
+            .and_then(|hz| model.monitor.windows(hz, true))
+            .map_or(5000.0, |(d, u)| d.upper_ms.max(u.upper_ms));
+        let commit =
+            Duration::from_millis((commit + kernel.timing_tolerance_ms) as u64 + kernel.slack_ms);
+        let aggregate = lacp::deadline(model, &case.topology, kernel.slack_ms);
+        let mut events = netlink::watch_links(&built.bond_ns, &tokio::runtime::Handle::current())?;
+        let observed = min_links::measure(
+            &built,
+            &bond.name,
+            model,
+            &steps,
+            (commit, aggregate),
+            &mut events,
+        )
+        .await?;
+        verdicts.push(min_links::check(&observed));
+        progress.min_links = Some(observed);
+        progress.phases.lacp_ms += ms(t.elapsed());
+    }
+
     // Timing last: cutting carriers changes the state the checks above judged.
     if let Some(slave) = case.timing_slave() {
         let others_up = case.spec.bond.slaves.len() > 1;
@@ -417,7 +446,7 @@ async fn carry_out(
         // A commit later than this is far outside any window: stop waiting for it.
         let deadline =
             Duration::from_millis((upper + kernel.timing_tolerance_ms) as u64 + kernel.slack_ms);
-        let mut events = netlink::watch_slaves(&built.bond_ns, &tokio::runtime::Handle::current())?;
+        let mut events = netlink::watch_links(&built.bond_ns, &tokio::runtime::Handle::current())?;
         let t = Instant::now();
         on(Event::Phase("timing"));
         let mut measured = timing::measure(
@@ -592,7 +621,7 @@ async fn drive_failover(
     timing_slave: &str,
     trials: usize,
     (commit_deadline, fence_deadline): (Duration, Duration),
-    events: &mut tokio::sync::mpsc::UnboundedReceiver<netlink::SlaveEvent>,
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<netlink::LinkEvent>,
 ) -> Result<(failover::Observed, checks::Verdict)> {
     let slaves = &model.transmit.slaves;
     let index = |name: &Option<String>| {
@@ -700,7 +729,7 @@ async fn cut(
     built: &topology::Built,
     slaves: &[String],
 ) -> Result<()> {
-    let mut events = netlink::watch_slaves(&built.bond_ns, &tokio::runtime::Handle::current())?;
+    let mut events = netlink::watch_links(&built.bond_ns, &tokio::runtime::Handle::current())?;
     let upper = kernel
         .hz
         .and_then(|hz| model.monitor.windows(hz, true))
@@ -727,8 +756,8 @@ async fn cut(
                     .join(", ")
             )));
         };
-        if event.mii_status == "down" {
-            waiting.retain(|s| **s != event.slave);
+        if event.mii_status.as_deref() == Some("down") {
+            waiting.retain(|s| **s != event.name);
         }
     }
     Ok(())

@@ -342,6 +342,9 @@ fn check_ids(spec: &Spec, topology: &Topology, timing: bool, applier: Applier) -
         ids.extend(crate::lacp::check_ids(&slaves));
         ids.extend(crate::lacpdu::check_ids(&slaves));
     }
+    if crate::min_links::plan(&model, topology).is_some() {
+        ids.push(crate::min_links::CHECK.to_string());
+    }
     if timing {
         ids.extend(crate::checks::TIMING.iter().map(|c| c.to_string()));
         if model.selection.is_some() {

@@ -11,7 +11,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::error::{Error, Result};
 use crate::kmsg::{self, Kmsg};
-use crate::netlink::{self, SlaveEvent};
+use crate::netlink::{self, LinkEvent};
 use crate::topology::Built;
 
 /// One transition of one trial, from the moment bondcheck asked for the carrier change.
@@ -68,7 +68,7 @@ pub async fn measure(
     slave: &str,
     trials: usize,
     deadline: Duration,
-    events: &mut UnboundedReceiver<SlaveEvent>,
+    events: &mut UnboundedReceiver<LinkEvent>,
     on_trial: &mut dyn FnMut(usize),
 ) -> Result<Measured> {
     let peer = built
@@ -135,9 +135,9 @@ pub async fn bond_view(built: &Built, bond: &str) -> Result<crate::observe::Bond
 
 /// The next slave announcement, if one comes by `deadline`.
 pub async fn next_event(
-    events: &mut UnboundedReceiver<SlaveEvent>,
+    events: &mut UnboundedReceiver<LinkEvent>,
     deadline: Instant,
-) -> Option<SlaveEvent> {
+) -> Option<LinkEvent> {
     tokio::time::timeout_at(deadline.into(), events.recv())
         .await
         .ok()?
@@ -145,14 +145,14 @@ pub async fn next_event(
 
 /// The receipt time of `slave`'s next announcement of `mii_status`, if it comes by `deadline`.
 async fn wait_for(
-    events: &mut UnboundedReceiver<SlaveEvent>,
+    events: &mut UnboundedReceiver<LinkEvent>,
     slave: &str,
     mii_status: &str,
     deadline: Instant,
 ) -> Option<Instant> {
     loop {
         let event = next_event(events, deadline).await?;
-        if event.slave == slave && event.mii_status == mii_status {
+        if event.is(slave, mii_status) {
             return Some(event.at);
         }
     }
@@ -191,7 +191,7 @@ pub async fn flap(
     bond: &str,
     slave: &str,
     deadline: Duration,
-    events: &mut UnboundedReceiver<SlaveEvent>,
+    events: &mut UnboundedReceiver<LinkEvent>,
 ) -> Result<Flap> {
     let peer = built
         .peer(slave)
@@ -219,8 +219,8 @@ pub async fn flap(
     // Only a commit announces "down"; the carrier's own events carry whatever MII status the
     // slave has at the time ("going down" while it flaps), and are not the monitor's doing.
     while let Ok(event) = events.try_recv() {
-        if event.slave == slave && event.mii_status == "down" {
-            announced.push(event.mii_status);
+        if event.is(slave, "down") {
+            announced.push("down".to_string());
         }
     }
     Ok(Flap {
