@@ -1051,6 +1051,7 @@ mod tests {
             .into(),
             up: Some(true),
             carrier: None,
+            mac: None,
             slaves: vec![SlaveView {
                 name: "eth0".into(),
                 mii_status: Some(mii.into()),

@@ -10,6 +10,7 @@
 //! which waits for the commit's lock, returns after its netlink announcement. A frame sent
 //! inside a bracket may show either state's behaviour.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -24,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::frames::Frame;
 use crate::kmsg::{self, Kmsg};
 use crate::model::{PeerNotify, Rule};
-use crate::netlink::{self, SlaveEvent};
+use crate::netlink::{self, LinkEvent};
 use crate::timing;
 use crate::topology::Built;
 use crate::traffic::{self, Pace, Sockets, Streamed};
@@ -74,6 +75,12 @@ pub struct Observed {
     pub active_after_cut: Option<String>,
     /// The bond's active slave right after the UP commit.
     pub active_after_restore: Option<String>,
+    /// The MAC address of the bond and every slave right after the DOWN commit, by name.
+    #[serde(default)]
+    pub addresses_after_cut: Option<BTreeMap<String, String>>,
+    /// And right after the UP commit.
+    #[serde(default)]
+    pub addresses_after_restore: Option<BTreeMap<String, String>>,
     /// The frames sent and where they arrived.
     pub stream: Streamed,
 }
@@ -116,7 +123,7 @@ pub async fn measure(
     bond: &str,
     slave: &str,
     setup: Setup,
-    events: &mut UnboundedReceiver<SlaveEvent>,
+    events: &mut UnboundedReceiver<LinkEvent>,
 ) -> Result<Observed> {
     let peer = built
         .peer(slave)
@@ -178,11 +185,14 @@ pub async fn measure(
         deadline_ms: setup.down_deadline.max(setup.up_deadline).as_secs_f64() * 1e3,
         active_after_cut: None,
         active_after_restore: None,
+        addresses_after_cut: None,
+        addresses_after_restore: None,
         stream: Streamed::default(),
     };
     let until = Instant::now() + setup.down_deadline;
     if let Some((carrier, committed)) = commit(events, slave, "down", until, &start).await {
-        observed.active_after_cut = active(built, bond).await?;
+        (observed.active_after_cut, observed.addresses_after_cut) =
+            after_commit(built, bond).await?;
         observed.cut.to_ms = acked.max(carrier.unwrap_or(committed));
         observed.down = Some(bracket(
             &mut log,
@@ -205,7 +215,10 @@ pub async fn measure(
         });
         let until = Instant::now() + setup.up_deadline;
         if commit(events, slave, "up", until, &start).await.is_some() {
-            observed.active_after_restore = active(built, bond).await?;
+            (
+                observed.active_after_restore,
+                observed.addresses_after_restore,
+            ) = after_commit(built, bond).await?;
             let up = bracket(&mut log, slave, "up", start_mono, restore_from, now_ms());
             observed.up = Some(up);
             more(&mut progress, settled, total, &mut done).await?;
@@ -250,7 +263,7 @@ async fn more(
 /// Waits for `slave`'s commit to `mii_status` until `until`; returns when (ms from `start`)
 /// its carrier change was announced, if it was, and when the commit was.
 async fn commit(
-    events: &mut UnboundedReceiver<SlaveEvent>,
+    events: &mut UnboundedReceiver<LinkEvent>,
     slave: &str,
     mii_status: &str,
     until: Instant,
@@ -260,23 +273,30 @@ async fn commit(
     let mut carrier = None;
     loop {
         let event = timing::next_event(events, until).await?;
-        if event.slave != slave {
+        if event.name != slave {
             continue;
         }
         if carrier.is_none() && event.carrier == (mii_status == "up") {
             carrier = Some(at(event.at));
         }
-        if event.mii_status == mii_status {
+        if event.is(slave, mii_status) {
             return Some((carrier, at(event.at)));
         }
     }
 }
 
-/// The active slave, read with a dump: the dump waits for the lock the commit holds, so it
-/// also marks the moment the commit's whole work (failover included) is done.
-async fn active(built: &Built, bond: &str) -> Result<Option<String>> {
+/// The active slave and every address, read with a dump: the dump waits for the lock the
+/// commit holds, so it also marks the moment the commit's whole work (failover included) is
+/// done.
+async fn after_commit(
+    built: &Built,
+    bond: &str,
+) -> Result<(Option<String>, Option<BTreeMap<String, String>>)> {
     let view = timing::bond_view(built, bond).await?;
-    Ok(view.options.get("active_slave").map(ToString::to_string))
+    Ok((
+        view.options.get("active_slave").map(ToString::to_string),
+        Some(view.macs(bond)),
+    ))
 }
 
 /// A commit's bracket: from its kernel log record (less the guard), or from `earliest` where
@@ -856,6 +876,8 @@ mod tests {
             deadline_ms: 300.0,
             active_after_cut: None,
             active_after_restore: None,
+            addresses_after_cut: None,
+            addresses_after_restore: None,
             stream: Streamed {
                 sends: (0..100)
                     .map(|i| SendTime {

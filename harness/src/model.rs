@@ -83,6 +83,9 @@ pub struct Model {
     pub transmit: Transmit,
     /// The ARP monitor, where the bond ends up with one.
     pub arp: Option<ArpMonitor>,
+    /// Which MAC address the bond and its slaves have, where the model can judge it
+    /// (active-backup; see `fail_over_mac.rs`).
+    pub fail_over_mac: Option<crate::fail_over_mac::Rules>,
 }
 
 /// The settings the driver's transmit path reads (bond_start_xmit and the per-mode functions
@@ -803,6 +806,13 @@ pub fn predict(spec: &Spec, applier: Applier) -> Model {
         targets: driver.arp_targets().to_vec(),
         slaves: transmit.slaves.clone(),
     });
+    let first_active = selection.as_ref().and_then(|s| s.active_after(&[]));
+    let fail_over_mac = crate::fail_over_mac::Rules::new(
+        driver.mode(),
+        driver.word("fail_over_mac").unwrap_or("none"),
+        &transmit.slaves,
+        first_active.as_deref(),
+    );
     Model {
         expectations: out,
         peer_notify,
@@ -812,6 +822,7 @@ pub fn predict(spec: &Spec, applier: Applier) -> Model {
         selection,
         transmit,
         arp,
+        fail_over_mac,
     }
 }
 

@@ -127,24 +127,39 @@ pub async fn set_up(h: &Handle, index: u32, up: bool) -> Answer {
     h.link().set(b.build()).execute().await.map_err(refusal)
 }
 
-/// A slave's link state as the kernel announced it (RTM_NEWLINK with IFLA_BOND_SLAVE_MII_STATUS),
-/// timestamped when bondcheck received it: netlink messages carry no kernel timestamp.
+/// `ip link set dev IDX address MAC`
+pub async fn set_mac(h: &Handle, index: u32, mac: [u8; 6]) -> Answer {
+    let b = LinkUnspec::new_with_index(index).address(mac.to_vec());
+    h.link().set(b.build()).execute().await.map_err(refusal)
+}
+
+/// A link's state as the kernel announced it (RTM_NEWLINK), timestamped when bondcheck received
+/// it: netlink messages carry no kernel timestamp.
 #[derive(Debug, Clone)]
-pub struct SlaveEvent {
+pub struct LinkEvent {
     pub at: std::time::Instant,
-    pub slave: String,
-    pub mii_status: String,
-    /// The slave's own carrier (IFF_LOWER_UP): its changes are announced too, with the MII
-    /// status the driver still holds.
+    pub name: String,
+    /// A slave's MII status (IFLA_BOND_SLAVE_MII_STATUS); None for a link that is no slave.
+    pub mii_status: Option<String>,
+    /// The link's own carrier (IFF_LOWER_UP): a slave's changes are announced too, with the MII
+    /// status the driver still holds; a bond's is the driver's verdict on its slaves.
     pub carrier: bool,
 }
 
-/// Subscribes to RTNLGRP_LINK in `ns` and passes on every slave's MII status announcement.
-/// The kernel announces UP and DOWN only; FAIL and BACK are committed without notification.
-pub fn watch_slaves(
+impl LinkEvent {
+    /// Whether this announces `slave` with MII status `mii_status`.
+    pub fn is(&self, slave: &str, mii_status: &str) -> bool {
+        self.name == slave && self.mii_status.as_deref() == Some(mii_status)
+    }
+}
+
+/// Subscribes to RTNLGRP_LINK in `ns` and passes on every link announcement: slaves' MII
+/// status (the kernel announces UP and DOWN only; FAIL and BACK are committed without
+/// notification) and every link's carrier, the bond's included.
+pub fn watch_links(
     ns: &AnonNetns,
     rt: &tokio::runtime::Handle,
-) -> crate::Result<tokio::sync::mpsc::UnboundedReceiver<SlaveEvent>> {
+) -> crate::Result<tokio::sync::mpsc::UnboundedReceiver<LinkEvent>> {
     use futures::StreamExt;
     let (mut conn, _, mut messages) = ns
         .run(|| {
@@ -177,11 +192,11 @@ pub fn watch_slaves(
                 }
                 _ => None,
             });
-            if let (Some(name), Some(mii_status)) = (link_name(&link), mii) {
-                let event = SlaveEvent {
+            if let Some(name) = link_name(&link) {
+                let event = LinkEvent {
                     at,
-                    slave: name.to_string(),
-                    mii_status,
+                    name: name.to_string(),
+                    mii_status: mii,
                     carrier: link.header.flags.contains(LinkFlags::LowerUp),
                 };
                 if tx.send(event).is_err() {
@@ -442,6 +457,7 @@ pub fn bond_view(links: &[LinkMessage], bond: &str) -> Option<BondView> {
     let mut view = BondView {
         up: Some(master.header.flags.contains(LinkFlags::Up)),
         carrier: Some(master.header.flags.contains(LinkFlags::LowerUp)),
+        mac: link_mac(master),
         ..BondView::default()
     };
     let mut is_bond = false;
@@ -471,6 +487,7 @@ pub fn bond_view(links: &[LinkMessage], bond: &str) -> Option<BondView> {
     {
         let mut s = SlaveView {
             name: link_name(slave).unwrap_or("?").to_string(),
+            mac: link_mac(slave),
             ..SlaveView::default()
         };
         for info in link_infos(slave) {

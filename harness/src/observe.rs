@@ -22,6 +22,8 @@ pub struct BondView {
     pub up: Option<bool>,
     /// Whether the bond has carrier (netlink only).
     pub carrier: Option<bool>,
+    /// The bond's MAC address now (IFLA_ADDRESS; netlink only).
+    pub mac: Option<String>,
     /// The slaves, in enslave order.
     pub slaves: Vec<SlaveView>,
 }
@@ -39,6 +41,8 @@ pub struct SlaveView {
     pub link_failure_count: Option<u32>,
     /// The slave's own MAC address, before the bond changed it.
     pub perm_hwaddr: Option<String>,
+    /// The slave's MAC address now (IFLA_ADDRESS; netlink only): fail_over_mac's doing.
+    pub mac: Option<String>,
     /// The slave's transmit queue id.
     pub queue_id: Option<u16>,
     /// Failover priority (netlink only).
@@ -48,6 +52,15 @@ pub struct SlaveView {
 impl BondView {
     pub fn slave(&self, name: &str) -> Option<&SlaveView> {
         self.slaves.iter().find(|s| s.name == name)
+    }
+
+    /// The MAC address of the bond (under `bond`) and of every slave, where the view shows them.
+    pub fn macs(&self, bond: &str) -> BTreeMap<String, String> {
+        let slaves = self.slaves.iter().map(|s| (s.name.as_str(), &s.mac));
+        std::iter::once((bond, &self.mac))
+            .chain(slaves)
+            .filter_map(|(name, mac)| Some((name.to_string(), mac.clone()?)))
+            .collect()
     }
 }
 

@@ -89,6 +89,10 @@ pub async fn perturb(change: &Change, spec: &Spec, built: &Built, bond: Option<u
             })?;
             netlink::set_up(&peer.handle, peer.index, false).await
         }
+        Change::SetSlaveMac { slave, mac } => match netlink::index_of(h, slave).await {
+            Ok(index) => netlink::set_mac(h, index, *mac).await,
+            Err(r) => Err(r),
+        },
         Change::DeleteSlave(slave) => match netlink::index_of(h, slave).await {
             Ok(index) => netlink::delete(h, index).await,
             Err(r) => Err(r),

@@ -290,6 +290,9 @@ pub struct CaseReport {
     pub traffic: Option<Traffic>,
     /// Timing cases: the stream of frames through one more cut and restore.
     pub failover: Option<crate::failover::Observed>,
+    /// 802.3ad with an LACP partner and min_links of 2 or more: the bond's carrier as ports
+    /// are cut below min_links and restored.
+    pub min_links: Option<crate::min_links::Observed>,
     /// One verdict per check, in the order they ran.
     pub checks: Vec<Verdict>,
     /// The known deviations (harness/data/known-deviations.toml) behind the checks whose status

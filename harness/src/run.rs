@@ -10,6 +10,7 @@ use crate::arpmon;
 use crate::checks::{self, Observation, Status};
 use crate::distribution;
 use crate::error::{Error, Result};
+use crate::fail_over_mac;
 use crate::failover;
 use crate::frames;
 use crate::ifenslave::Applier;
@@ -17,6 +18,7 @@ use crate::ifupdown;
 use crate::kernel::KernelInfo;
 use crate::lacp;
 use crate::lacpdu;
+use crate::min_links;
 use crate::model::{self, Model, Value};
 use crate::netlink;
 use crate::observe;
@@ -101,6 +103,7 @@ struct Progress {
     lacpdus: Option<lacpdu::Observed>,
     traffic: Option<report::Traffic>,
     failover: Option<failover::Observed>,
+    min_links: Option<min_links::Observed>,
     /// What the kernel logged while the spec was applied.
     apply_log: Vec<crate::kmsg::Record>,
 }
@@ -223,6 +226,7 @@ async fn run_case(
         lacpdus: progress.lacpdus,
         traffic: progress.traffic,
         failover: progress.failover,
+        min_links: progress.min_links,
         checks,
         known_deviations,
     }
@@ -424,6 +428,33 @@ async fn carry_out(
     }
     progress.traffic = Some(traffic);
 
+    // min_links: cut ports below it and restore them, with the LACP partner answering.
+    if let Some(steps) = min_links::plan(model, &case.topology) {
+        on(Event::Phase("min_links"));
+        let t = Instant::now();
+        let commit = kernel
+            .hz
+            .and_then(|hz| model.monitor.windows(hz, true))
+            .map_or(5000.0, |(d, u)| d.upper_ms.max(u.upper_ms));
+        let commit =
+            Duration::from_millis((commit + kernel.timing_tolerance_ms) as u64 + kernel.slack_ms);
+        let aggregate = lacp::deadline(model, &case.topology, kernel.slack_ms);
+        let mut events = netlink::watch_links(&built.bond_ns, &tokio::runtime::Handle::current())?;
+        let observed = min_links::measure(
+            &built,
+            &bond.name,
+            model,
+            &steps,
+            (commit, aggregate),
+            &mut events,
+        )
+        .await?;
+        let known = crate::deviation::find(min_links::CHECK, &kernel.release);
+        verdicts.push(min_links::check(&observed, known));
+        progress.min_links = Some(observed);
+        progress.phases.lacp_ms += ms(t.elapsed());
+    }
+
     // Timing last: cutting carriers changes the state the checks above judged.
     if let Some(slave) = case.timing_slave() {
         let others_up = case.spec.bond.slaves.len() > 1;
@@ -455,7 +486,7 @@ async fn carry_out(
         // A commit later than this is far outside any window: stop waiting for it.
         let deadline =
             Duration::from_millis((upper + kernel.timing_tolerance_ms) as u64 + kernel.slack_ms);
-        let mut events = netlink::watch_slaves(&built.bond_ns, &tokio::runtime::Handle::current())?;
+        let mut events = netlink::watch_links(&built.bond_ns, &tokio::runtime::Handle::current())?;
         let t = Instant::now();
         on(Event::Phase("timing"));
         let plan = timing::Plan {
@@ -510,6 +541,20 @@ async fn carry_out(
             progress.phases.failover_ms = ms(t.elapsed());
             verdicts.extend(stream_verdicts);
             progress.failover = Some(observed);
+        }
+        if let (Some(rules), Some(selection), Some(measured)) = (
+            &model.fail_over_mac,
+            model.judged_selection(),
+            &progress.timing,
+        ) {
+            let moments = fail_over_mac::moments(
+                selection,
+                &bond.name,
+                &observation.netlink,
+                measured,
+                progress.failover.as_ref(),
+            );
+            verdicts.push(fail_over_mac::check(rules, &bond.name, &moments));
         }
     }
 
@@ -629,7 +674,7 @@ async fn drive_failover(
     timing_slave: &str,
     trials: usize,
     commit_deadline: Duration,
-    events: &mut tokio::sync::mpsc::UnboundedReceiver<netlink::SlaveEvent>,
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<netlink::LinkEvent>,
 ) -> Result<(failover::Observed, Vec<checks::Verdict>)> {
     let slaves = &model.transmit.slaves;
     let index = |name: &Option<String>| {
@@ -753,7 +798,7 @@ async fn cut(
     built: &topology::Built,
     slaves: &[String],
 ) -> Result<()> {
-    let mut events = netlink::watch_slaves(&built.bond_ns, &tokio::runtime::Handle::current())?;
+    let mut events = netlink::watch_links(&built.bond_ns, &tokio::runtime::Handle::current())?;
     let upper = kernel
         .hz
         .and_then(|hz| model.monitor.windows(hz, true))
@@ -780,8 +825,8 @@ async fn cut(
                     .join(", ")
             )));
         };
-        if event.mii_status == "down" {
-            waiting.retain(|s| **s != event.slave);
+        if event.mii_status.as_deref() == Some("down") {
+            waiting.retain(|s| **s != event.name);
         }
     }
     Ok(())

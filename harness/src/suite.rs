@@ -174,6 +174,8 @@ pub enum Change {
     SetActiveSlave(String),
     /// Take a slave's peer end down, so the slave loses carrier.
     PeerDown(String),
+    /// Give a slave another MAC address, as an admin's `ip link set address` would.
+    SetSlaveMac { slave: String, mac: [u8; 6] },
     /// Delete a slave's veth pair, so it cannot be enslaved.
     DeleteSlave(String),
     /// Release a slave's peer end from the topology's peer master, leaving it up: that port of
@@ -199,6 +201,15 @@ impl PerturbationFile {
             }
             "set-primary" => Change::SetPrimary(text()?),
             "peer-down" => Change::PeerDown(text()?),
+            "set-slave-mac" => {
+                let value = text()?;
+                let bad = || format!("`set-slave-mac` needs `SLAVE MAC`, not `{value}`");
+                let (slave, mac) = value.split_once(' ').ok_or_else(bad)?;
+                Change::SetSlaveMac {
+                    slave: slave.to_string(),
+                    mac: parse_mac(mac.trim()).ok_or_else(bad)?,
+                }
+            }
             "delete-slave" => Change::DeleteSlave(text()?),
             "release-peer" => Change::ReleasePeer(text()?),
             "set-active-slave" => Change::SetActiveSlave(text()?),
@@ -237,6 +248,19 @@ impl PerturbationFile {
             change,
         })
     }
+}
+
+/// `aa:bb:cc:dd:ee:ff` as six bytes.
+fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let bytes: Vec<u8> = text
+        .split(':')
+        .map(|b| {
+            (b.len() == 2)
+                .then(|| u8::from_str_radix(b, 16).ok())
+                .flatten()
+        })
+        .collect::<Option<_>>()?;
+    bytes.try_into().ok()
 }
 
 /// A case ready to run.
@@ -308,7 +332,8 @@ pub fn discover(path: &Path, topologies: &Path) -> Result<Vec<Case>> {
 }
 
 /// The model's checks, the LACP checks of an 802.3ad bond with an LACP partner, and for timing
-/// cases the timing checks and, where the mode has an active slave, the failover checks.
+/// cases the timing checks and, where the mode has an active slave, the failover checks (and
+/// in active-backup, where the model can judge them, the addresses).
 fn check_ids(spec: &Spec, topology: &Topology, timing: bool, applier: Applier) -> Vec<String> {
     let model = crate::model::predict(spec, applier);
     let mut ids = model.check_ids();
@@ -316,6 +341,9 @@ fn check_ids(spec: &Spec, topology: &Topology, timing: bool, applier: Applier) -
         let slaves: Vec<String> = spec.bond.slaves.iter().map(|s| s.value.clone()).collect();
         ids.extend(crate::lacp::check_ids(&slaves));
         ids.extend(crate::lacpdu::check_ids(&slaves));
+    }
+    if crate::min_links::plan(&model, topology).is_some() {
+        ids.push(crate::min_links::CHECK.to_string());
     }
     if timing {
         let windows = match model.arp {
@@ -338,6 +366,10 @@ fn check_ids(spec: &Spec, topology: &Topology, timing: bool, applier: Applier) -
             if model.peer_notify.is_some() {
                 ids.push(crate::failover::PEER_NOTIFY.to_string());
             }
+        }
+        // Which address each holds follows the active slave: judged where the selection is.
+        if model.fail_over_mac.is_some() && model.judged_selection().is_some() {
+            ids.push(crate::fail_over_mac::CHECK.to_string());
         }
     }
     ids
@@ -575,5 +607,39 @@ mod default_topology_tests {
         );
         // A case that names its topology keeps it, with no default stated.
         assert_eq!(load("suites/modes/802.3ad").1, None);
+    }
+}
+
+#[cfg(test)]
+mod perturbation_tests {
+    use super::*;
+
+    fn typed(action: &str, value: &str) -> std::result::Result<Change, String> {
+        PerturbationFile {
+            at: Moment::BeforeTraffic,
+            action: action.into(),
+            value: Some(toml::Value::String(value.into())),
+        }
+        .typed()
+        .map(|p| p.change)
+    }
+
+    #[test]
+    fn set_slave_mac_takes_a_slave_and_an_address() {
+        assert_eq!(
+            typed("set-slave-mac", "eno2 02:bc:00:0f:00:01"),
+            Ok(Change::SetSlaveMac {
+                slave: "eno2".into(),
+                mac: [0x02, 0xbc, 0, 0x0f, 0, 1]
+            })
+        );
+        for bad in [
+            "eno2",
+            "eno2 02:bc:00:0f:00",
+            "eno2 02:bc:00:0f:00:1g",
+            "eno2 2:bc:0:f:0:1",
+        ] {
+            assert!(typed("set-slave-mac", bad).is_err(), "{bad}");
+        }
     }
 }

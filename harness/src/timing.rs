@@ -6,13 +6,14 @@
 //! ("link status definitely down/up"). Every wait is on an event with a deadline; nothing
 //! sleeps.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::error::{Error, Result};
 use crate::kmsg::{self, Kmsg};
-use crate::netlink::{self, SlaveEvent};
+use crate::netlink::{self, LinkEvent};
 use crate::topology::Built;
 
 /// One transition of one trial, from the moment bondcheck asked for the carrier change.
@@ -26,6 +27,10 @@ pub struct Sample {
     pub kmsg_ms: Option<f64>,
     /// The bond's active slave right after the commit (modes that have one).
     pub active: Option<String>,
+    /// The MAC address of the bond and of every slave right after the commit, by interface
+    /// name (`fail_over_mac.rs` judges them).
+    #[serde(default)]
+    pub addresses: BTreeMap<String, String>,
 }
 
 /// The timing trials of one case: every transition's sample, and the link failure count.
@@ -131,7 +136,7 @@ pub async fn measure(
     bond: &str,
     slave: &str,
     plan: &Plan,
-    events: &mut UnboundedReceiver<SlaveEvent>,
+    events: &mut UnboundedReceiver<LinkEvent>,
     on_trial: &mut dyn FnMut(usize),
 ) -> Result<Measured> {
     // The kernel log is a second clock where it can be read; without it, only netlink times.
@@ -156,8 +161,8 @@ pub async fn measure(
                 let at = kmsg::find(&log.drain(), slave, logged)?;
                 Some(log.clock.monotonic(at) - ms(sent_mono))
             });
-            // The commit that announced the slave also chose the active slave, under RTNL: a
-            // dump, which waits for RTNL, sees the choice.
+            // The commit that announced the slave also chose the active slave (and moved the
+            // addresses fail_over_mac moves), under RTNL: a dump, which waits for RTNL, sees it.
             let view = bond_view(built, bond).await?;
             let active = view.options.get("active_slave").map(ToString::to_string);
             series.push(Sample {
@@ -165,6 +170,7 @@ pub async fn measure(
                 netlink_ms: committed.map(|at| ms(at - sent)),
                 kmsg_ms,
                 active,
+                addresses: view.macs(bond),
             });
         }
     }
@@ -197,9 +203,9 @@ pub async fn bond_view(built: &Built, bond: &str) -> Result<crate::observe::Bond
 
 /// The next slave announcement, if one comes by `deadline`.
 pub async fn next_event(
-    events: &mut UnboundedReceiver<SlaveEvent>,
+    events: &mut UnboundedReceiver<LinkEvent>,
     deadline: Instant,
-) -> Option<SlaveEvent> {
+) -> Option<LinkEvent> {
     tokio::time::timeout_at(deadline.into(), events.recv())
         .await
         .ok()?
@@ -207,14 +213,14 @@ pub async fn next_event(
 
 /// The receipt time of `slave`'s next announcement of `mii_status`, if it comes by `deadline`.
 async fn wait_for(
-    events: &mut UnboundedReceiver<SlaveEvent>,
+    events: &mut UnboundedReceiver<LinkEvent>,
     slave: &str,
     mii_status: &str,
     deadline: Instant,
 ) -> Option<Instant> {
     loop {
         let event = next_event(events, deadline).await?;
-        if event.slave == slave && event.mii_status == mii_status {
+        if event.is(slave, mii_status) {
             return Some(event.at);
         }
     }
@@ -253,7 +259,7 @@ pub async fn flap(
     bond: &str,
     slave: &str,
     deadline: Duration,
-    events: &mut UnboundedReceiver<SlaveEvent>,
+    events: &mut UnboundedReceiver<LinkEvent>,
 ) -> Result<Flap> {
     while events.try_recv().is_ok() {}
     let link_failures_before = link_failures(built, bond, slave).await?;
@@ -274,8 +280,8 @@ pub async fn flap(
     // Only a commit announces "down"; the carrier's own events carry whatever MII status the
     // slave has at the time ("going down" while it flaps), and are not the monitor's doing.
     while let Ok(event) = events.try_recv() {
-        if event.slave == slave && event.mii_status == "down" {
-            announced.push(event.mii_status);
+        if event.is(slave, "down") {
+            announced.push("down".to_string());
         }
     }
     Ok(Flap {

@@ -380,6 +380,11 @@ fn mac(side: u8, i: usize) -> [u8; 6] {
     [0x02, 0xbc, 0, side, (i >> 8) as u8, i as u8]
 }
 
+/// The permanent MAC address of the `i`-th slave (in the spec's order).
+pub fn slave_mac(i: usize) -> [u8; 6] {
+    mac(1, i)
+}
+
 /// Creates the namespaces (IPv6 off in each), the peer master if any, and one veth pair per
 /// slave with fixed MAC addresses; peer ends are up (enslaved to the peer master, if any, which is up too), slave ends
 /// down (the bond refuses to enslave an interface that is up).

@@ -1,0 +1,547 @@
+//! min_links in 802.3ad, against a real LACP partner: the bond has carrier only while its
+//! active aggregator has at least min_links enabled ports (bond_3ad.c `bond_3ad_set_carrier`,
+//! which counts them with `__agg_active_ports`; bond_main.c `bond_set_carrier` runs it after
+//! every link monitor commit). The ports are cut one by one, in enslave order, until one fewer
+//! than min_links is left, then restored in reverse order; after each step the bond's carrier
+//! must be what the count says once every port that is up is back in the aggregate. Where it
+//! must not change it must not flap, and where it changes it changes once, as the documented
+//! contract has it (carrier only with min_links active ports). Linux 6.1 raises it at a
+//! restored port's UP commit, drops it and raises it again once the port is aggregated: the
+//! known deviation `min-links-carrier-blip` (harness/data/known-deviations.toml). The bond's
+//! carrier is taken from its RTM_NEWLINK announcements (IFF_LOWER_UP), each wait bounded by a
+//! deadline from the model: the slave's commit window, plus for a restore the LACP aggregate
+//! wait (the port must be selected into the aggregator again before it counts).
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::checks::{Measurement, Status, Verdict};
+use crate::deviation::Deviation;
+use crate::error::{Error, Result};
+use crate::model::{Model, Rule};
+use crate::netlink::{self, LinkEvent};
+use crate::timing;
+use crate::topology::{Built, Topology};
+
+/// The check's id, for 802.3ad bonds with an LACP partner and min_links of 2 or more.
+pub const CHECK: &str = "lacp.min_links";
+
+const SOURCE: &str = "drivers/net/bonding/bond_3ad.c (bond_3ad_set_carrier, __agg_active_ports, \
+                      bond_3ad_handle_link_change); bond_main.c (bond_miimon_commit, bond_set_carrier)";
+
+/// One step of the plan: a slave cut or restored, and the bond's carrier the model expects
+/// after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub slave: String,
+    pub cut: bool,
+    /// The active aggregator's enabled ports after the step.
+    pub ports: usize,
+    pub carrier: bool,
+}
+
+/// The steps for a case, where the check applies: the bond in 802.3ad with an LACP partner on
+/// every port (so all ports share one aggregator) and a min_links of 2 or more that the ports
+/// reach (below 2, the carrier could only drop with every port cut, when the driver has no
+/// active aggregator to count; above the port count, the bond never has carrier).
+pub fn plan(model: &Model, topology: &Topology) -> Option<Vec<Step>> {
+    let min = usize::try_from(model.transmit.min_links).ok()?;
+    let slaves = &model.transmit.slaves;
+    if !crate::lacp::applies(model, topology) || min < 2 || min > slaves.len() {
+        return None;
+    }
+    let cut = &slaves[..=slaves.len() - min];
+    let mut ports = slaves.len();
+    let mut steps = Vec::new();
+    for (slave, is_cut) in cut
+        .iter()
+        .map(|s| (s, true))
+        .chain(cut.iter().rev().map(|s| (s, false)))
+    {
+        ports = if is_cut { ports - 1 } else { ports + 1 };
+        steps.push(Step {
+            slave: slave.clone(),
+            cut: is_cut,
+            ports,
+            carrier: ports >= min,
+        });
+    }
+    Some(steps)
+}
+
+/// What one step saw.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
+pub struct StepObserved {
+    /// The slave cut or restored.
+    pub slave: String,
+    /// "cut" or "restore".
+    pub action: &'static str,
+    /// The active aggregator's enabled ports the model counts after the step.
+    pub ports: usize,
+    /// The bond's carrier the model expects after the step.
+    pub expected_carrier: bool,
+    /// From the request to the slave's DOWN (UP) commit; None if none came by the deadline.
+    pub committed_ms: Option<f64>,
+    /// The bond's carrier announcements during the step: ms from the request, and the carrier.
+    pub carrier_changes: Vec<(f64, bool)>,
+    /// The bond's carrier at the end of the step, from a dump.
+    pub carrier: Option<bool>,
+    /// How long the step waited at most.
+    pub deadline_ms: f64,
+}
+
+/// The whole sequence.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "MinLinks")]
+pub struct Observed {
+    /// The min_links the model expects the bond to have.
+    pub min_links: u64,
+    /// The bond's carrier before the first cut.
+    pub carrier_before: Option<bool>,
+    /// Every step, in order.
+    pub steps: Vec<StepObserved>,
+}
+
+/// Carries out `steps`. A step waits for the slave's commit (by `commit_deadline`), then, where
+/// the carrier must change, for the bond's announcement of it: by `commit_deadline` after a
+/// cut, by `commit_deadline + aggregate_deadline` after a restore. `events` must be
+/// subscribed before the call.
+pub async fn measure(
+    built: &Built,
+    bond: &str,
+    model: &Model,
+    steps: &[Step],
+    (commit_deadline, aggregate_deadline): (Duration, Duration),
+    events: &mut UnboundedReceiver<LinkEvent>,
+) -> Result<Observed> {
+    let ms = |from: Instant, at: Instant| (at - from).as_secs_f64() * 1e3;
+    let mut carrier = timing::bond_view(built, bond).await?.carrier;
+    let carrier_before = carrier;
+    let mut out = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let peer = built
+            .peer(&step.slave)
+            .ok_or_else(|| Error::run(format!("min_links: no peer for slave {}", step.slave)))?;
+        while events.try_recv().is_ok() {}
+        let (action, want) = if step.cut {
+            ("cut", "down")
+        } else {
+            ("restore", "up")
+        };
+        let deadline = if step.cut {
+            commit_deadline
+        } else {
+            commit_deadline + aggregate_deadline
+        };
+        let start = Instant::now();
+        netlink::set_up(&peer.handle, peer.index, !step.cut)
+            .await
+            .map_err(|r| Error::run(format!("min_links: {action} of {}: {r}", step.slave)))?;
+        let mut committed_ms = None;
+        let mut changes = Vec::new();
+        // Every announcement of the bond carries its carrier; keep only the changes.
+        let note = |changes: &mut Vec<(f64, bool)>, event: &LinkEvent| {
+            let last = changes.last().map(|c| c.1).or(carrier);
+            if event.name == bond && event.mii_status.is_none() && last != Some(event.carrier) {
+                changes.push((ms(start, event.at), event.carrier));
+            }
+        };
+        let changing = carrier != Some(step.carrier);
+        // Until the commit, and where the carrier must change until it has.
+        while committed_ms.is_none()
+            || (changing && changes.last().map(|c: &(f64, bool)| c.1) != Some(step.carrier))
+        {
+            let until = start
+                + if committed_ms.is_none() {
+                    commit_deadline
+                } else {
+                    deadline
+                };
+            let Some(event) = timing::next_event(events, until).await else {
+                break;
+            };
+            if event.is(&step.slave, want) {
+                committed_ms = Some(ms(start, event.at));
+            } else {
+                note(&mut changes, &event);
+            }
+        }
+        // A restored port counts once it is back in the aggregate: wait for every port that is
+        // up to collect and distribute again, then take the carrier announcements made meanwhile.
+        if !step.cut {
+            let up = slaves_up(model, &steps[..=i]);
+            crate::lacp::observe(built, bond, &up, aggregate_deadline).await?;
+            while let Ok(event) = events.try_recv() {
+                note(&mut changes, &event);
+            }
+        }
+        // The commit ran bond_set_carrier under RTNL, which the dump waits for.
+        carrier = timing::bond_view(built, bond).await?.carrier;
+        out.push(StepObserved {
+            slave: step.slave.clone(),
+            action,
+            ports: step.ports,
+            expected_carrier: step.carrier,
+            committed_ms,
+            carrier_changes: changes,
+            carrier,
+            deadline_ms: deadline.as_secs_f64() * 1e3,
+        });
+    }
+    Ok(Observed {
+        min_links: model.transmit.min_links,
+        carrier_before,
+        steps: out,
+    })
+}
+
+/// The slaves whose carrier is up once `done` have been carried out: all but those whose last
+/// step was a cut.
+fn slaves_up(model: &Model, done: &[Step]) -> Vec<String> {
+    let slaves = model.transmit.slaves.iter();
+    slaves
+        .filter(|name| {
+            !done
+                .iter()
+                .rev()
+                .find(|s| &s.slave == *name)
+                .is_some_and(|s| s.cut)
+        })
+        .cloned()
+        .collect()
+}
+
+/// Deviant carrier behaviours a known deviation (`deviation.rs`) may name for this check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// `carrier-on-at-up-commit`: a restored port counts at its UP commit while it is still
+    /// listed in the aggregator, so the carrier comes on, goes off when the port is unselected,
+    /// and comes on again once it has been selected back: on, off, on.
+    CarrierOnAtUpCommit,
+}
+
+impl Variant {
+    pub fn named(name: &str) -> Option<Variant> {
+        match name {
+            "carrier-on-at-up-commit" => Some(Variant::CarrierOnAtUpCommit),
+            _ => None,
+        }
+    }
+
+    /// The carrier states a step that must raise the carrier goes through.
+    fn raising(self) -> &'static [bool] {
+        match self {
+            Variant::CarrierOnAtUpCommit => &[true, false, true],
+        }
+    }
+}
+
+/// The bond's carrier after every step against the model, and on the way: where it must hold,
+/// no announcement may change it; where it must change, it changes once (as the contract has
+/// it: carrier only with min_links active ports). Where the contract fails and `known` (a known
+/// deviation of this kernel) names a variant that fits what was seen exactly, the verdict is
+/// `known`.
+pub fn check(observed: &Observed, known: Option<&Deviation>) -> Verdict {
+    let word = |c: Option<bool>| match c {
+        Some(true) => "on",
+        Some(false) => "off",
+        None => "unread",
+    };
+    let mut measurements = Vec::new();
+    for (i, s) in observed.steps.iter().enumerate() {
+        if let Some(v) = s.committed_ms {
+            measurements.push(Measurement {
+                name: format!("step_{}_commit", i + 1),
+                value: v,
+                unit: "ms",
+            });
+        }
+        if let Some((at, _)) = s.carrier_changes.last() {
+            measurements.push(Measurement {
+                name: format!("step_{}_carrier", i + 1),
+                value: *at,
+                unit: "ms",
+            });
+        }
+    }
+    // What is wrong against the carrier states a raising step must go through.
+    let judge = |raising: &[bool]| {
+        let mut problems = Vec::new();
+        if observed.carrier_before != Some(true) {
+            problems.push(format!(
+                "before the first cut: carrier {}, expected on (every port in the aggregate)",
+                word(observed.carrier_before)
+            ));
+        }
+        let mut before = Some(true);
+        for s in &observed.steps {
+            let what = format!("{} {} ({} ports)", s.action, s.slave, s.ports);
+            if s.committed_ms.is_none() {
+                problems.push(format!(
+                    "{what}: no {} commit within {:.0} ms",
+                    if s.action == "cut" { "DOWN" } else { "UP" },
+                    s.deadline_ms
+                ));
+            }
+            // The states the announcements went through, repeats left out.
+            let mut states: Vec<bool> = Vec::new();
+            for &(_, c) in &s.carrier_changes {
+                if states.last().copied().or(before) != Some(c) {
+                    states.push(c);
+                }
+            }
+            let shown = || {
+                s.carrier_changes
+                    .iter()
+                    .map(|(at, c)| format!("{} at {at:.1} ms", word(Some(*c))))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let allowed: &[bool] = match (before == Some(s.expected_carrier), s.expected_carrier) {
+                (true, _) => &[],
+                (false, true) => raising,
+                (false, false) => &[false],
+            };
+            if s.carrier != Some(s.expected_carrier) {
+                problems.push(format!(
+                    "{what}: carrier {}, expected {}",
+                    word(s.carrier),
+                    word(Some(s.expected_carrier))
+                ));
+            } else if states != allowed {
+                problems.push(format!(
+                    "{what}: carrier went through [{}], expected [{}] ({})",
+                    states
+                        .iter()
+                        .map(|c| word(Some(*c)))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    allowed
+                        .iter()
+                        .map(|c| word(Some(*c)))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    shown()
+                ));
+            }
+            before = s.carrier;
+        }
+        problems
+    };
+    let sequence = |f: &dyn Fn(&StepObserved) -> Option<bool>| {
+        observed
+            .steps
+            .iter()
+            .map(|s| format!("{} {}: {}", s.action, s.slave, word(f(s))))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let expected = sequence(&|s| Some(s.expected_carrier));
+    let seen = sequence(&|s| s.carrier);
+    let rule = Rule {
+        text: format!(
+            "the bond asserts carrier only while at least min_links ({}) ports are active in \
+             its aggregator (Documentation/networking/bonding.rst, min_links: the minimum number \
+             of links that must be active before asserting carrier): a cut port stops counting \
+             at its DOWN commit, a restored one once it is selected back into the aggregator",
+            observed.min_links
+        ),
+        source: SOURCE,
+    };
+    let timings = observed
+        .steps
+        .iter()
+        .filter(|s| !s.carrier_changes.is_empty())
+        .map(|s| {
+            let changes = s.carrier_changes.iter();
+            let changes = changes.map(|(at, c)| format!("{} at {at:.1} ms", word(Some(*c))));
+            format!(
+                "{} {}: {}",
+                s.action,
+                s.slave,
+                changes.collect::<Vec<_>>().join(", ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let problems = judge(&[true]);
+    let contract = format!(
+        "{}; expected [{expected}], observed [{seen}]; rule: {}",
+        problems.join("; "),
+        rule.text
+    );
+    let (status, message) = match known.map(|d| (d, Variant::named(&d.variant))) {
+        _ if problems.is_empty() => (
+            Status::Pass,
+            format!(
+                "carrier as expected after every step: {seen}; carrier announcements from each \
+                 step's request: {timings}"
+            ),
+        ),
+        Some((d, Some(variant))) if judge(variant.raising()).is_empty() => (
+            Status::Known,
+            format!(
+                "known deviation {} of this kernel, exactly: {}; against the contract: {contract}",
+                d.id, d.summary
+            ),
+        ),
+        Some((d, _)) => (
+            Status::Fail,
+            format!(
+                "{contract}; nor does it fit {}, the known deviation of this kernel",
+                d.id
+            ),
+        ),
+        None => (Status::Fail, contract),
+    };
+    Verdict::compared(
+        CHECK.into(),
+        status,
+        (expected, seen),
+        rule,
+        message,
+        measurements,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn plan_for(min_links: &str, topology: &str) -> Option<Vec<(String, bool, bool)>> {
+        let text = format!(
+            "iface bond0 inet manual\n bond-slaves a b c\n bond-mode 802.3ad\n bond-min-links {min_links}\n"
+        );
+        let spec = crate::spec::parse(Path::new("t"), &text).unwrap();
+        let model = crate::model::predict(&spec, crate::ifenslave::Applier::Netlink);
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../veth-topologies");
+        let topology = Topology::load(&root.join(format!("{topology}.toml"))).unwrap();
+        plan(&model, &topology).map(|steps| {
+            steps
+                .into_iter()
+                .map(|s| (s.slave, s.cut, s.carrier))
+                .collect()
+        })
+    }
+
+    #[test]
+    fn ports_are_cut_until_one_fewer_than_min_links_remain_then_restored() {
+        let t = |s: &str, cut, carrier| (s.to_string(), cut, carrier);
+        assert_eq!(
+            plan_for("2", "lacp-partner").unwrap(),
+            [
+                t("a", true, true),
+                t("b", true, false),
+                t("b", false, true),
+                t("a", false, true)
+            ]
+        );
+        assert_eq!(
+            plan_for("3", "lacp-partner").unwrap(),
+            [t("a", true, false), t("a", false, true)]
+        );
+        assert_eq!(plan_for("1", "lacp-partner"), None);
+        assert_eq!(plan_for("4", "lacp-partner"), None);
+        assert_eq!(
+            plan_for("2", "standalone"),
+            None,
+            "no partner, no aggregate"
+        );
+    }
+
+    fn step(
+        action: &'static str,
+        expected: bool,
+        carrier: bool,
+        changes: Vec<(f64, bool)>,
+    ) -> StepObserved {
+        StepObserved {
+            slave: "a".into(),
+            action,
+            ports: 1,
+            expected_carrier: expected,
+            committed_ms: Some(100.0),
+            carrier_changes: changes,
+            carrier: Some(carrier),
+            deadline_ms: 300.0,
+        }
+    }
+
+    #[test]
+    fn a_carrier_that_stays_or_flaps_where_it_must_change_or_hold_fails() {
+        let observed = |steps| Observed {
+            min_links: 2,
+            carrier_before: Some(true),
+            steps,
+        };
+        let good = observed(vec![
+            step("cut", false, false, vec![(101.0, false)]),
+            step("restore", true, true, vec![(2300.0, true)]),
+        ]);
+        assert_eq!(check(&good, None).status, Status::Pass);
+        let stays = observed(vec![step("cut", false, true, vec![])]);
+        let v = check(&stays, None);
+        assert_eq!(v.status, Status::Fail);
+        assert!(
+            v.message
+                .starts_with("cut a (1 ports): carrier on, expected off"),
+            "{}",
+            v.message
+        );
+        let flaps = observed(vec![step(
+            "cut",
+            true,
+            true,
+            vec![(100.0, false), (150.0, true)],
+        )]);
+        assert!(
+            check(&flaps, None)
+                .message
+                .contains("carrier went through [off, on], expected []")
+        );
+    }
+
+    #[test]
+    fn a_carrier_on_off_on_at_a_restore_is_known_only_where_a_deviation_says_so() {
+        let blip = Observed {
+            min_links: 2,
+            carrier_before: Some(true),
+            steps: vec![
+                step("cut", false, false, vec![(101.0, false)]),
+                step(
+                    "restore",
+                    true,
+                    true,
+                    vec![(109.6, true), (109.62, false), (549.5, true)],
+                ),
+            ],
+        };
+        let v = check(&blip, None);
+        assert_eq!(v.status, Status::Fail);
+        assert!(
+            v.message
+                .contains("carrier went through [on, off, on], expected [on]"),
+            "{}",
+            v.message
+        );
+        let entry = crate::deviation::all()
+            .iter()
+            .find(|d| d.check == CHECK)
+            .expect("an entry for this check");
+        assert_eq!(check(&blip, Some(entry)).status, Status::Known);
+        // A restore that never raises the carrier fits neither.
+        let mut stuck = blip.clone();
+        stuck.steps[1].carrier = Some(false);
+        stuck.steps[1].carrier_changes = vec![(109.6, true), (109.62, false)];
+        assert_eq!(check(&stuck, Some(entry)).status, Status::Fail);
+    }
+
+    #[test]
+    fn every_known_deviation_of_this_check_names_a_variant_it_knows() {
+        for d in crate::deviation::all().iter().filter(|d| d.check == CHECK) {
+            assert!(Variant::named(&d.variant).is_some(), "{}", d.id);
+        }
+    }
+}
