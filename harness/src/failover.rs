@@ -81,6 +81,10 @@ pub struct Observed {
     /// And right after the UP commit.
     #[serde(default)]
     pub addresses_after_restore: Option<BTreeMap<String, String>>,
+    /// When bondcheck received each of the bond's failover announcements (RTM_NEWLINK with
+    /// IFLA_EVENT_BONDING_FAILOVER), in ms from the stream's start: a third clock for the
+    /// commits that changed the active slave.
+    pub failover_events: Vec<f64>,
     /// The frames sent and where they arrived.
     pub stream: Streamed,
 }
@@ -187,10 +191,14 @@ pub async fn measure(
         active_after_restore: None,
         addresses_after_cut: None,
         addresses_after_restore: None,
+        failover_events: Vec::new(),
         stream: Streamed::default(),
     };
     let until = Instant::now() + setup.down_deadline;
-    if let Some((carrier, committed)) = commit(events, slave, "down", until, &start).await {
+    let seen = &mut observed.failover_events;
+    if let Some((carrier, committed)) =
+        commit(events, (bond, seen), slave, "down", until, &start).await
+    {
         (observed.active_after_cut, observed.addresses_after_cut) =
             after_commit(built, bond).await?;
         observed.cut.to_ms = acked.max(carrier.unwrap_or(committed));
@@ -214,7 +222,11 @@ pub async fn measure(
             from: "request",
         });
         let until = Instant::now() + setup.up_deadline;
-        if commit(events, slave, "up", until, &start).await.is_some() {
+        let seen = &mut observed.failover_events;
+        if commit(events, (bond, seen), slave, "up", until, &start)
+            .await
+            .is_some()
+        {
             (
                 observed.active_after_restore,
                 observed.addresses_after_restore,
@@ -229,6 +241,14 @@ pub async fn measure(
         netlink::set_up(&peer.handle, peer.index, true)
             .await
             .map_err(|r| Error::run(format!("failover: restoring {slave}: {r}")))?;
+    }
+    // The UP commit's announcements, if any, came while the stream went on after it.
+    while let Ok(event) = events.try_recv() {
+        if event.name == bond && event.failover {
+            observed
+                .failover_events
+                .push((event.at - start).as_secs_f64() * 1e3);
+        }
     }
     stop.store(true, Ordering::Release);
     observed.stream = done
@@ -261,9 +281,11 @@ async fn more(
 }
 
 /// Waits for `slave`'s commit to `mii_status` until `until`; returns when (ms from `start`)
-/// its carrier change was announced, if it was, and when the commit was.
+/// its carrier change was announced, if it was, and when the commit was. The `bond`'s failover
+/// announcements on the way are added to `failovers`.
 async fn commit(
     events: &mut UnboundedReceiver<LinkEvent>,
+    (bond, failovers): (&str, &mut Vec<f64>),
     slave: &str,
     mii_status: &str,
     until: Instant,
@@ -273,6 +295,9 @@ async fn commit(
     let mut carrier = None;
     loop {
         let event = timing::next_event(events, until).await?;
+        if event.name == bond && event.failover {
+            failovers.push(at(event.at));
+        }
         if event.name != slave {
             continue;
         }
@@ -484,6 +509,122 @@ pub fn check(expected: &Failover, observed: &Observed, slaves: &[String]) -> Ver
         ),
         measurements,
     )
+}
+
+/// The id of the check of the bond's failover announcements.
+pub const EVENT: &str = "failover.event";
+
+/// Active-backup announces each change of active slave to a new one as RTM_NEWLINK with
+/// IFLA_EVENT_BONDING_FAILOVER (bond_change_active_slave raises NETDEV_BONDING_FAILOVER,
+/// rtnetlink_event turns it into the announcement): one for each commit of the stream that
+/// the model says changes the active slave, received within that commit's bracket (up to
+/// `tolerance_ms` after it: bondcheck reads its socket a moment later), and none otherwise.
+/// `actives`: the model's active slave before the cut, after the DOWN commit, after the UP
+/// commit.
+pub fn failover_event(
+    actives: [Option<usize>; 3],
+    tolerance_ms: f64,
+    observed: &Observed,
+    slaves: &[String],
+) -> Verdict {
+    let rule = Rule {
+        text: "active-backup announces every change of active slave to a new one as \
+               RTM_NEWLINK with IFLA_EVENT_BONDING_FAILOVER, during the commit that makes it \
+               (bond_change_active_slave: NETDEV_BONDING_FAILOVER; net/core/rtnetlink.c \
+               rtnetlink_event)"
+            .into(),
+        source: "drivers/net/bonding/bond_main.c",
+    };
+    let name = |s: Option<usize>| s.map_or("none".to_string(), |s| slaves[s].clone());
+    let mut due = Vec::new();
+    if let Some(down) = observed.down
+        && actives[1] != actives[0]
+        && actives[1].is_some()
+    {
+        due.push(("the DOWN commit", actives[1], down));
+    }
+    if let Some(up) = observed.up
+        && actives[2] != actives[1]
+        && actives[2].is_some()
+    {
+        due.push(("the UP commit", actives[2], up));
+    }
+    let events = &observed.failover_events;
+    let shown = |v: &[f64]| {
+        v.iter()
+            .map(|at| format!("{at:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut problems = Vec::new();
+    if events.len() != due.len() {
+        problems.push(format!(
+            "{} failover announcements, expected {}",
+            events.len(),
+            due.len()
+        ));
+    }
+    let mut measurements = Vec::new();
+    for (what, slave, commit) in &due {
+        let upper = commit.to_ms + tolerance_ms;
+        match events
+            .iter()
+            .find(|at| **at >= commit.from_ms && **at <= upper)
+        {
+            Some(at) => measurements.push(Measurement {
+                name: format!(
+                    "{}_after_commit",
+                    if what.contains("DOWN") { "down" } else { "up" }
+                ),
+                value: at - commit.to_ms,
+                unit: "ms",
+            }),
+            None => problems.push(format!(
+                "none within {what}'s bracket [{:.1}, {:.1}] (+{tolerance_ms} ms), which makes {} \
+                 active",
+                commit.from_ms,
+                commit.to_ms,
+                name(*slave)
+            )),
+        }
+    }
+    let expected = if due.is_empty() {
+        format!(
+            "none: the active slave stays {} through the cut and the restore",
+            name(actives[0])
+        )
+    } else {
+        due.iter()
+            .map(|(what, slave, c)| {
+                format!(
+                    "at {what} [{:.1}, {:.1}] ms ({} active)",
+                    c.from_ms,
+                    c.to_ms,
+                    name(*slave)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let (status, message) = if problems.is_empty() {
+        (
+            Status::Pass,
+            format!(
+                "as expected: {expected}; received at [{}] ms",
+                shown(events)
+            ),
+        )
+    } else {
+        (
+            Status::Fail,
+            format!(
+                "{}; expected {expected}; received at [{}] ms",
+                problems.join("; "),
+                shown(events)
+            ),
+        )
+    };
+    Verdict::judged(EVENT, status, Some("ms"), rule, message, measurements)
 }
 
 /// The id of the check of the gratuitous ARPs a failover sends.
@@ -860,6 +1001,38 @@ mod tests {
         })
     }
 
+    #[test]
+    fn one_failover_announcement_per_change_of_active_slave_inside_its_commit() {
+        let slaves = ["a".to_string(), "b".to_string()];
+        let with = |events: Vec<f64>| Observed {
+            failover_events: events,
+            ..observed(Vec::new())
+        };
+        let both = [Some(0), Some(1), Some(0)];
+        let pass = failover_event(both, 5.0, &with(vec![40.3, 80.9]), &slaves);
+        assert_eq!(pass.status, Status::Pass, "{}", pass.message);
+        let missing = failover_event(both, 5.0, &with(vec![40.3]), &slaves);
+        assert_eq!(missing.status, Status::Fail);
+        assert!(
+            missing
+                .message
+                .starts_with("1 failover announcements, expected 2; none within the UP commit"),
+            "{}",
+            missing.message
+        );
+        let late = failover_event(both, 5.0, &with(vec![40.3, 90.0]), &slaves);
+        assert_eq!(late.status, Status::Fail, "{}", late.message);
+        let none = [Some(0), Some(0), Some(0)];
+        assert_eq!(
+            failover_event(none, 5.0, &with(Vec::new()), &slaves).status,
+            Status::Pass
+        );
+        assert_eq!(
+            failover_event(none, 5.0, &with(vec![40.3]), &slaves).status,
+            Status::Fail
+        );
+    }
+
     /// Frames every ms from 0 to 99; cut at 10, down at 40, restored at 50, up at 80.
     fn observed(arrivals: Vec<Arrival>) -> Observed {
         Observed {
@@ -876,6 +1049,7 @@ mod tests {
             deadline_ms: 300.0,
             active_after_cut: None,
             active_after_restore: None,
+            failover_events: Vec::new(),
             addresses_after_cut: None,
             addresses_after_restore: None,
             stream: Streamed {

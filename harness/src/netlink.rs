@@ -144,6 +144,9 @@ pub struct LinkEvent {
     /// The link's own carrier (IFF_LOWER_UP): a slave's changes are announced too, with the MII
     /// status the driver still holds; a bond's is the driver's verdict on its slaves.
     pub carrier: bool,
+    /// The announcement is a bond's failover (IFLA_EVENT_BONDING_FAILOVER: active-backup's
+    /// bond_change_active_slave() raised NETDEV_BONDING_FAILOVER).
+    pub failover: bool,
 }
 
 impl LinkEvent {
@@ -198,6 +201,14 @@ pub fn watch_links(
                     name: name.to_string(),
                     mii_status: mii,
                     carrier: link.header.flags.contains(LinkFlags::LowerUp),
+                    failover: link.attributes.iter().any(|a| {
+                        matches!(
+                            a,
+                            LinkAttribute::Event(
+                                netlink_packet_route::link::LinkEvent::BondingFailover
+                            )
+                        )
+                    }),
                 };
                 if tx.send(event).is_err() {
                     break;

@@ -731,6 +731,14 @@ async fn drive_failover(
     };
     let observed = failover::measure(built, bond, slave, setup, events).await?;
     let mut verdicts = vec![failover::check(&expected, &observed, slaves)];
+    if model.transmit.mode == crate::spec::Mode::ActiveBackup {
+        verdicts.push(failover::failover_event(
+            actives,
+            kernel.timing_tolerance_ms,
+            &observed,
+            slaves,
+        ));
+    }
     if let (Some(notify), Some(tick_ms)) = (&model.peer_notify, tick_ms) {
         let known = crate::deviation::find(failover::PEER_NOTIFY, &kernel.release);
         verdicts.push(failover::peer_notify(

@@ -363,6 +363,9 @@ fn check_ids(spec: &Spec, topology: &Topology, timing: bool, applier: Applier) -
             && crate::distribution::failover_unpredictable(&model.transmit).is_none()
         {
             ids.push(crate::failover::CHECK.to_string());
+            if model.transmit.mode == Mode::ActiveBackup {
+                ids.push(crate::failover::EVENT.to_string());
+            }
             if model.peer_notify.is_some() {
                 ids.push(crate::failover::PEER_NOTIFY.to_string());
             }
