@@ -35,6 +35,7 @@ pub mod options;
 pub mod perturb;
 pub mod procfs;
 pub mod report;
+pub mod rlb;
 pub mod run;
 pub mod spec;
 pub mod suite;

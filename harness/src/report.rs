@@ -184,6 +184,8 @@ pub struct Phases {
     pub timing_ms: f64,
     /// One more cut and restore with a stream of frames flowing (timing cases).
     pub failover_ms: f64,
+    /// balance-alb on a bridge: client hosts resolving the bond's address and sending to it.
+    pub alb_receive_ms: f64,
     /// Dropping the namespaces (the kernel finishes asynchronously).
     pub teardown_ms: f64,
 }
@@ -283,6 +285,9 @@ pub struct CaseReport {
     pub traffic: Option<Traffic>,
     /// Timing cases: the stream of frames through one more cut and restore.
     pub failover: Option<crate::failover::Observed>,
+    /// balance-alb on a bridge: the client hosts, the MAC each learned for the bond and where
+    /// their datagrams arrived.
+    pub alb_receive: Option<crate::rlb::Observed>,
     /// One verdict per check, in the order they ran.
     pub checks: Vec<Verdict>,
 }
@@ -395,7 +400,7 @@ impl CaseReport {
         let applier = self.applier.name();
         let mut out = format!(
             "{kind} {} ({applier}): {word} ({}/{} checks passed{skipped}) [setup {:.0} ms, apply {:.0} ms, \
-             observe {:.0} ms, lacp {:.0} ms, traffic {:.0} ms, timing {:.0} ms, failover {:.0} ms, checks {:.1} ms, \
+             observe {:.0} ms, lacp {:.0} ms, traffic {:.0} ms, alb receive {:.0} ms, timing {:.0} ms, failover {:.0} ms, checks {:.1} ms, \
              teardown {:.0} ms; {:.0} ms, inherent {:.0} ms]\n",
             self.name,
             count(Status::Pass),
@@ -405,6 +410,7 @@ impl CaseReport {
             p.observe_ms,
             p.lacp_ms,
             p.traffic_ms,
+            p.alb_receive_ms,
             p.timing_ms,
             p.failover_ms,
             p.checks_ms,
