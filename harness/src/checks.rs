@@ -846,7 +846,14 @@ pub(crate) fn seen_on(arrivals: &[Arrival], frames: usize) -> Vec<Vec<usize>> {
 
 /// Compares where each frame went with where the model says it goes: frame by frame where
 /// the driver is deterministic, by counts within binomial bounds where it draws at random.
-pub fn distribution(expected: &Expected, sent: &Sent, slaves: &[String]) -> Verdict {
+/// Every copy must also carry the VLAN tag its frame was sent with (`tags`, by sequence
+/// number; none past its end): the bond passes tags through untouched.
+pub fn distribution(
+    expected: &Expected,
+    sent: &Sent,
+    slaves: &[String],
+    tags: &[Option<u16>],
+) -> Verdict {
     let seen = seen_on(&sent.arrivals, sent.frames);
     let mut measurements = Vec::new();
     let count = |per: &[Vec<usize>], s: usize| per.iter().flatten().filter(|x| **x == s).count();
@@ -907,12 +914,41 @@ pub fn distribution(expected: &Expected, sent: &Sent, slaves: &[String]) -> Verd
     let wrong: Vec<usize> = (0..sent.frames)
         .filter(|i| seen[*i] != per_frame[*i])
         .collect();
+    let tag = |seq: u32| tags.get(seq as usize).copied().flatten();
+    let vlan = |v: Option<u16>| v.map_or("untagged".to_string(), |id| format!("VLAN {id}"));
+    let mistagged: Vec<_> = sent
+        .arrivals
+        .iter()
+        .filter(|a| a.vlan != tag(a.seq))
+        .collect();
+    if let (true, Some(a)) = (wrong.is_empty(), mistagged.first()) {
+        return verdict(
+            Status::Fail,
+            format!(
+                "every frame on the slaves the model puts it on, but {} copies arrived with \
+                 another VLAN tag than they were sent with; the first is #{}: sent {}, arrived \
+                 on {} {}",
+                mistagged.len(),
+                a.seq,
+                vlan(tag(a.seq)),
+                slaves[a.slave],
+                vlan(a.vlan)
+            ),
+            measurements,
+        );
+    }
+    let tagged = tags.iter().filter(|t| t.is_some()).count();
+    let tagged = if tagged > 0 {
+        format!("; {tagged} sent tagged, every copy arrived with its tag")
+    } else {
+        String::new()
+    };
     let Some(&first) = wrong.first() else {
         return verdict(
             Status::Pass,
             format!(
                 "all {} frames where the model puts them (observed/expected per slave: \
-                 {counts}){phase}",
+                 {counts}){phase}{tagged}",
                 sent.frames
             ),
             measurements,
@@ -1208,6 +1244,7 @@ mod tests {
                         seq: seq as u32,
                         slave: *s,
                         at_us: seq as f64,
+                        vlan: None,
                     })
                 })
                 .collect(),
@@ -1229,15 +1266,34 @@ mod tests {
     }
 
     #[test]
+    fn every_copy_must_carry_the_tag_its_frame_was_sent_with() {
+        let e = expected(Prediction::Exact(vec![vec![0], vec![1], vec![2], vec![0]]));
+        let tags = [None, Some(100), None, None];
+        let mut arrived = sent(&[&[0], &[1], &[2], &[0]]);
+        let v = distribution(&e, &arrived, &names(), &tags);
+        assert_eq!(v.status, Status::Fail, "{}", v.message);
+        assert!(
+            v.message
+                .contains("#1: sent VLAN 100, arrived on eth1 untagged"),
+            "{}",
+            v.message
+        );
+        arrived.arrivals[1].vlan = Some(100);
+        let v = distribution(&e, &arrived, &names(), &tags);
+        assert_eq!(v.status, Status::Pass, "{}", v.message);
+        assert!(v.message.contains("1 sent tagged"), "{}", v.message);
+    }
+
+    #[test]
     fn a_rotation_is_judged_from_its_fitted_start() {
         let e = expected(Prediction::Rotation(vec![0, 0, 1, 1, 2, 2]));
         let good = sent(&[&[1], &[2], &[2], &[0], &[0], &[1], &[1]]);
-        let v = distribution(&e, &good, &names());
+        let v = distribution(&e, &good, &names(), &[]);
         assert_eq!(v.status, Status::Pass, "{}", v.message);
         assert!(v.message.contains("position 3"), "{}", v.message);
         // Turns of one instead of two: the first frame that breaks the rotation is named.
         let bad = sent(&[&[1], &[2], &[0], &[1], &[2], &[0]]);
-        let v = distribution(&e, &bad, &names());
+        let v = distribution(&e, &bad, &names(), &[]);
         assert_eq!(v.status, Status::Fail);
         assert!(
             v.message
@@ -1254,7 +1310,7 @@ mod tests {
     #[test]
     fn exact_placement_reports_lost_and_extra_copies() {
         let e = expected(Prediction::Exact(vec![vec![0, 2], vec![0, 2], vec![]]));
-        let v = distribution(&e, &sent(&[&[0, 2], &[0], &[1]]), &names());
+        let v = distribution(&e, &sent(&[&[0, 2], &[0], &[1]]), &names(), &[]);
         assert_eq!(v.status, Status::Fail);
         assert!(
             v.message.starts_with("2 of 3 frames went elsewhere; the first is #1: expected on eth0+eth2, observed on eth0"),
@@ -1275,7 +1331,12 @@ mod tests {
             dropped: 3,
             absent: None,
         });
-        let v = distribution(&expected(Prediction::Exact(vec![vec![0]])), &s, &names());
+        let v = distribution(
+            &expected(Prediction::Exact(vec![vec![0]])),
+            &s,
+            &names(),
+            &[],
+        );
         assert_eq!(v.status, Status::Error);
     }
 
@@ -1286,13 +1347,13 @@ mod tests {
             .map(|i| if i % 2 == 0 { &[0][..] } else { &[1][..] })
             .collect();
         assert_eq!(
-            distribution(&e, &sent(&even), &names()).status,
+            distribution(&e, &sent(&even), &names(), &[]).status,
             Status::Pass
         );
         let skewed: Vec<&[usize]> = (0..400)
             .map(|i| if i % 4 == 0 { &[0][..] } else { &[1][..] })
             .collect();
-        let v = distribution(&e, &sent(&skewed), &names());
+        let v = distribution(&e, &sent(&skewed), &names(), &[]);
         assert_eq!(v.status, Status::Fail);
         assert!(
             v.message.contains("eth0 carried 100 frames"),
@@ -1311,7 +1372,7 @@ mod tests {
             })
             .collect();
         assert_eq!(
-            distribution(&e, &sent(&on_the_third), &names()).status,
+            distribution(&e, &sent(&on_the_third), &names(), &[]).status,
             Status::Fail
         );
     }

@@ -44,12 +44,13 @@ fn rule(text: String, source: &'static str) -> Rule {
 pub fn expect(t: &Transmit, usable: &[bool], active: Option<usize>, frames: &[Frame]) -> Expected {
     let policy = HashPolicy::from_name(t.hash_policy).unwrap_or(HashPolicy::Layer2);
     let up: Vec<usize> = (0..t.slaves.len()).filter(|i| usable[*i]).collect();
-    // bond_3ad_xor_xmit / bond_xmit_tlb_slave_get: the hash picks from the usable array.
+    // bond_3ad_xor_xmit / bond_xmit_tlb_slave_get: the hash picks from the usable array. A
+    // frame sent through a VLAN device reaches the bond with its tag out of band.
     let hashed = |f: &Frame| -> Vec<usize> {
         if up.is_empty() {
             return Vec::new();
         }
-        vec![up[transmit::slave_index(transmit::xmit_hash(policy, &f.bytes, None), up.len())]]
+        vec![up[transmit::slave_index(transmit::xmit_hash(policy, &f.bytes, f.vlan), up.len())]]
     };
     let on_active = |_: &Frame| -> Vec<usize> { active.into_iter().collect() };
     match t.mode {
@@ -340,7 +341,7 @@ mod tests {
     }
 
     fn some_frames(n: usize) -> Vec<Frame> {
-        frames::frames(&frames::mix(1, 16, [2, 0, 0, 0, 0, 1]), 1, n)
+        frames::frames(&frames::mix(1, 16, [2, 0, 0, 0, 0, 1], &[]), 1, n)
     }
 
     #[test]

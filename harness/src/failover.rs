@@ -1078,7 +1078,8 @@ mod tests {
 
     fn active_backup() -> Failover {
         let t = active_backup_transmit();
-        let frames = crate::frames::frames(&crate::frames::mix(1, 4, [2, 0, 0, 0, 0, 1]), 1, 100);
+        let frames =
+            crate::frames::frames(&crate::frames::mix(1, 4, [2, 0, 0, 0, 0, 1], &[]), 1, 100);
         during_failover(&t, 0, [Some(0), Some(1), Some(1)], &frames)
     }
 
@@ -1087,6 +1088,7 @@ mod tests {
             seq,
             slave,
             at_us: 0.0,
+            vlan: None,
         }
     }
 

@@ -30,7 +30,7 @@ pub const EXPERIMENTAL: u16 = 0x88b5;
 /// Sequence numbers at or above this mark fences, not test frames.
 pub const FENCE: u32 = 0x8000_0000;
 
-const PAYLOAD: usize = MARKER.len() + 8;
+pub const PAYLOAD: usize = MARKER.len() + 8;
 
 /// What sits on top of Ethernet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +64,9 @@ pub struct Flow {
     pub dst_mac: [u8; 6],
     pub src_mac: [u8; 6],
     pub network: Network,
+    /// The VLAN the flow is sent on: through a VLAN device on top of the bond, as a host's own
+    /// tagged traffic goes, so the tag reaches the bond out of band (see [`Frame::vlan`]).
+    pub vlan: Option<u16>,
 }
 
 /// A frame as sent: its sequence number, its flow and its bytes from the Ethernet header on.
@@ -72,6 +75,10 @@ pub struct Frame {
     pub seq: u32,
     pub flow: usize,
     pub bytes: Vec<u8>,
+    /// The VLAN device it is sent through, if any. The bytes carry no 802.1Q header: the VLAN
+    /// device puts the tag in the skb (`__vlan_hwaccel_put_tag`, vlan_dev_hard_start_xmit) and
+    /// the bond, which advertises NETIF_F_HW_VLAN_CTAG_TX (bond_setup), receives it so.
+    pub vlan: Option<u16>,
 }
 
 /// splitmix64: a tiny, well-known generator; the flows only need to be varied and repeatable.
@@ -109,8 +116,10 @@ fn local_mac(rng: &mut Rng) -> [u8; 6] {
 
 /// `count` flows from `seed`. Most flows come from `src_mac` (the bond's address, as the
 /// bond's own traffic would), every fourth from another address, so that layer2 and
-/// vlan+srcmac hashing see variety; one in eight flows goes to the broadcast address.
-pub fn mix(seed: u64, count: usize, src_mac: [u8; 6]) -> Vec<Flow> {
+/// vlan+srcmac hashing see variety; one in eight flows goes to the broadcast address. With
+/// `vlans`, flows take turns: untagged, then on each VLAN in order (the turns take nothing
+/// from the generator, so the headers stay those of the same seed without VLANs).
+pub fn mix(seed: u64, count: usize, src_mac: [u8; 6], vlans: &[u16]) -> Vec<Flow> {
     let mut rng = Rng(seed);
     (0..count)
         .map(|i| {
@@ -153,10 +162,15 @@ pub fn mix(seed: u64, count: usize, src_mac: [u8; 6]) -> Vec<Flow> {
                     ethertype: EXPERIMENTAL,
                 },
             };
+            let vlan = match i % (vlans.len() + 1) {
+                0 => None,
+                turn => Some(vlans[turn - 1]),
+            };
             Flow {
                 dst_mac,
                 src_mac,
                 network,
+                vlan,
             }
         })
         .collect()
@@ -176,7 +190,7 @@ fn ula(rng: &mut Rng) -> Ipv6Addr {
 }
 
 /// The payload every frame carries: the marker, the run's id and the sequence number.
-fn payload(run: u32, seq: u32) -> [u8; PAYLOAD] {
+pub fn payload(run: u32, seq: u32) -> [u8; PAYLOAD] {
     let mut p = [0; PAYLOAD];
     p[..8].copy_from_slice(MARKER);
     p[8..12].copy_from_slice(&run.to_be_bytes());
@@ -233,6 +247,7 @@ pub fn frames(flows: &[Flow], run: u32, count: usize) -> Vec<Frame> {
                 seq,
                 flow,
                 bytes: build(&flows[flow], run, seq),
+                vlan: flows[flow].vlan,
             }
         })
         .collect()
@@ -373,16 +388,16 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_frames() {
-        let a = frames(&mix(7, 16, BOND_MAC), 1, 40);
-        let b = frames(&mix(7, 16, BOND_MAC), 1, 40);
+        let a = frames(&mix(7, 16, BOND_MAC, &[]), 1, 40);
+        let b = frames(&mix(7, 16, BOND_MAC, &[]), 1, 40);
         assert!(a.iter().zip(&b).all(|(x, y)| x.bytes == y.bytes));
-        let c = frames(&mix(8, 16, BOND_MAC), 1, 40);
+        let c = frames(&mix(8, 16, BOND_MAC, &[]), 1, 40);
         assert!(a.iter().zip(&c).any(|(x, y)| x.bytes != y.bytes));
     }
 
     #[test]
     fn every_frame_is_identified_by_run_and_sequence() {
-        for f in frames(&mix(3, 24, BOND_MAC), 0xabcd, 100) {
+        for f in frames(&mix(3, 24, BOND_MAC, &[]), 0xabcd, 100) {
             assert_eq!(identify(&f.bytes), Some((0xabcd, f.seq)));
         }
         assert_eq!(identify(&fence(BOND_MAC, 9, 2)), Some((9, FENCE | 2)));
@@ -393,7 +408,7 @@ mod tests {
 
     #[test]
     fn the_mix_covers_what_the_hash_policies_look_at() {
-        let flows = mix(1, 48, BOND_MAC);
+        let flows = mix(1, 48, BOND_MAC, &[]);
         let has = |p: &dyn Fn(&Flow) -> bool| flows.iter().any(p);
         assert!(has(&|f| f.dst_mac == [0xff; 6]));
         assert!(has(&|f| f.src_mac != BOND_MAC));
@@ -423,8 +438,28 @@ mod tests {
     }
 
     #[test]
+    fn vlans_take_turns_and_change_no_header() {
+        let plain = mix(1, 48, BOND_MAC, &[]);
+        let tagged = mix(1, 48, BOND_MAC, &[100, 200]);
+        for (i, (p, t)) in plain.iter().zip(&tagged).enumerate() {
+            assert_eq!(Flow { vlan: None, ..*t }, *p);
+            assert_eq!(t.vlan, [None, Some(100), Some(200)][i % 3]);
+        }
+        // Every VLAN carries IPv4 and IPv6, so the L3 hashes see tagged frames too.
+        for vlan in [None, Some(100), Some(200)] {
+            assert!(
+                tagged
+                    .iter()
+                    .any(|f| f.vlan == vlan && matches!(f.network, Network::Ipv4 { .. }))
+            );
+        }
+        let f = frames(&tagged, 1, 6);
+        assert_eq!(f[4].vlan, Some(100));
+    }
+
+    #[test]
     fn ipv4_headers_are_valid() {
-        let flows = mix(5, 12, BOND_MAC);
+        let flows = mix(5, 12, BOND_MAC, &[]);
         for f in frames(&flows, 1, 12) {
             let eth = EthernetPacket::new(&f.bytes).unwrap();
             if eth.get_ethertype() != EtherTypes::Ipv4 {

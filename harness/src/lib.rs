@@ -39,6 +39,7 @@ pub mod options;
 pub mod perturb;
 pub mod procfs;
 pub mod report;
+pub mod rlb;
 pub mod run;
 pub mod spec;
 pub mod suite;

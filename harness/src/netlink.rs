@@ -14,7 +14,7 @@ use netlink_packet_route::link::{
 };
 use rtnetlink::sys::AsyncSocket;
 use rtnetlink::{
-    Handle, LinkBond, LinkBondPort, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth,
+    Handle, LinkBond, LinkBondPort, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVlan,
 };
 
 use crate::ifenslave::Write;
@@ -238,6 +238,13 @@ pub async fn add_bridge(h: &Handle, name: &str) -> Answer {
     h.link().add(msg).execute().await.map_err(refusal)
 }
 
+/// `ip link add NAME link BASE type vlan id ID up`: an 802.1Q device on top of `base` (the
+/// kernel's defaults: protocol 802.1Q, reorder_hdr on, no egress priority map).
+pub async fn add_vlan(h: &Handle, name: &str, base: u32, id: u16) -> Answer {
+    let msg = LinkVlan::new(name, base, id).up().build();
+    h.link().add(msg).execute().await.map_err(refusal)
+}
+
 /// The attribute carrying one write of `opt` (IFLA_BOND_*), slave names already turned into
 /// ifindexes (`index`). None for queue ids, which are slave attributes.
 fn bond_attr(opt: &Opt, value: &Write, index: Option<u32>) -> Option<InfoBond> {
@@ -410,6 +417,35 @@ pub async fn ipv4_addresses(h: &Handle, index: u32) -> Answer<Vec<String>> {
         }
     }
     Ok(out)
+}
+
+/// The link-layer address the namespace's neighbour table holds for `ip` (`ip neigh show`),
+/// if it has a usable entry (not incomplete or failed).
+pub async fn neighbour_mac(h: &Handle, ip: std::net::Ipv4Addr) -> Answer<Option<[u8; 6]>> {
+    use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState};
+    let mut entries = h
+        .neighbours()
+        .get()
+        .set_address_family(netlink_packet_route::AddressFamily::Inet)
+        .execute();
+    while let Some(n) = entries.try_next().await.map_err(refusal)? {
+        if matches!(
+            n.header.state,
+            NeighbourState::Incomplete | NeighbourState::Failed
+        ) {
+            continue;
+        }
+        let dst = n.attributes.iter().any(
+            |a| matches!(a, NeighbourAttribute::Destination(NeighbourAddress::Inet(d)) if *d == ip),
+        );
+        if dst {
+            return Ok(n.attributes.iter().find_map(|a| match a {
+                NeighbourAttribute::LinkLayerAddress(mac) => mac.as_slice().try_into().ok(),
+                _ => None,
+            }));
+        }
+    }
+    Ok(None)
 }
 
 /// Every link of the namespace (one RTM_GETLINK dump).

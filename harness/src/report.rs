@@ -191,6 +191,8 @@ pub struct Phases {
     pub timing_ms: f64,
     /// One more cut and restore with a stream of frames flowing (timing cases).
     pub failover_ms: f64,
+    /// balance-alb on a bridge: client hosts resolving the bond's address and sending to it.
+    pub alb_receive_ms: f64,
     /// Dropping the namespaces (the kernel finishes asynchronously).
     pub teardown_ms: f64,
 }
@@ -293,6 +295,9 @@ pub struct CaseReport {
     /// 802.3ad with an LACP partner and min_links of 2 or more: the bond's carrier as ports
     /// are cut below min_links and restored.
     pub min_links: Option<crate::min_links::Observed>,
+    /// balance-alb on a bridge: the client hosts, the MAC each learned for the bond and where
+    /// their datagrams arrived.
+    pub alb_receive: Option<crate::rlb::Observed>,
     /// One verdict per check, in the order they ran.
     pub checks: Vec<Verdict>,
     /// The known deviations (harness/data/known-deviations.toml) behind the checks whose status
@@ -419,7 +424,7 @@ impl CaseReport {
         let applier = self.applier.name();
         let mut out = format!(
             "{kind} {} ({applier}): {word} ({}/{} checks passed{skipped}) [setup {:.0} ms, apply {:.0} ms, \
-             observe {:.0} ms, lacp {:.0} ms, traffic {:.0} ms, timing {:.0} ms, failover {:.0} ms, checks {:.1} ms, \
+             observe {:.0} ms, lacp {:.0} ms, traffic {:.0} ms, alb receive {:.0} ms, timing {:.0} ms, failover {:.0} ms, checks {:.1} ms, \
              teardown {:.0} ms; {:.0} ms, inherent {:.0} ms]\n",
             self.name,
             count(Status::Pass),
@@ -429,6 +434,7 @@ impl CaseReport {
             p.observe_ms,
             p.lacp_ms,
             p.traffic_ms,
+            p.alb_receive_ms,
             p.timing_ms,
             p.failover_ms,
             p.checks_ms,

@@ -48,8 +48,8 @@ pub enum Event<'a> {
         total: usize,
         name: &'a str,
     },
-    /// The case enters a phase: `setup`, `apply`, `observe`, `lacp`, `traffic`, `timing`,
-    /// `flap`, `failover`.
+    /// The case enters a phase: `setup`, `apply`, `observe`, `lacp`, `traffic`,
+    /// `alb-receive`, `timing`, `flap`, `failover`.
     Phase(&'static str),
     /// A timing trial (from 1) of `of` begins.
     Trial { n: usize, of: usize },
@@ -104,6 +104,7 @@ struct Progress {
     traffic: Option<report::Traffic>,
     failover: Option<failover::Observed>,
     min_links: Option<min_links::Observed>,
+    alb_receive: Option<crate::rlb::Observed>,
     /// What the kernel logged while the spec was applied.
     apply_log: Vec<crate::kmsg::Record>,
 }
@@ -227,6 +228,7 @@ async fn run_case(
         traffic: progress.traffic,
         failover: progress.failover,
         min_links: progress.min_links,
+        alb_receive: progress.alb_receive,
         checks,
         known_deviations,
     }
@@ -425,6 +427,31 @@ async fn carry_out(
     // model does not predict: the frames are reported, not judged (Model::check_ids).
     if model.arp.is_none() {
         verdicts.push(verdict);
+    }
+    // Receive balancing, in the state the traffic phase left: before timing cuts carriers.
+    if let (true, Some(address)) = (
+        crate::rlb::applies(model, &case.spec, &case.topology),
+        &case.spec.bond.address,
+    ) {
+        on(Event::Phase("alb-receive"));
+        let t = Instant::now();
+        let slaves = &model.transmit.slaves;
+        let position = |name: &String| slaves.iter().position(|s| s == name);
+        let usable: Vec<bool> = slaves.iter().map(|s| traffic.usable.contains(s)).collect();
+        let active = traffic.active.as_ref().and_then(position);
+        let clients = crate::rlb::clients(address.value);
+        let expected = crate::rlb::expect(&usable, active, &clients);
+        let observed = crate::rlb::observe(
+            &built,
+            address.value,
+            slaves,
+            run_id(),
+            fence_deadline(kernel),
+        )
+        .await?;
+        verdicts.push(crate::rlb::check(&expected, &observed, slaves));
+        progress.alb_receive = Some(observed);
+        progress.phases.alb_receive_ms = ms(t.elapsed());
     }
     progress.traffic = Some(traffic);
 
@@ -630,10 +657,17 @@ async fn drive_traffic(
 
     let (src_mac, lanes) = lanes(built, slaves, bond_index).await?;
     let run_id = run_id();
-    let flows = frames::mix(settings.seed, settings.flows, src_mac);
+    let flows = frames::mix(settings.seed, settings.flows, src_mac, &settings.vlans);
     let frames = frames::frames(&flows, run_id, settings.frames);
-    let sockets = traffic::Sockets::open(&built.bond_ns, bond_index, &lanes)?;
+    let vlans = vlan_devices(built, bond_index, &settings.vlans).await?;
+    let sockets = traffic::Sockets::open(&built.bond_ns, bond_index, &vlans, &lanes)?;
     let sent = traffic::run(sockets, src_mac, run_id, &frames, fence_deadline(kernel))?;
+    // Later phases send untagged frames only; the VLAN devices would only be in the way.
+    for (_, index) in vlans {
+        netlink::delete(&built.bond, index)
+            .await
+            .map_err(|r| Error::run(format!("traffic: deleting a VLAN device: {r}")))?;
+    }
 
     let expected = distribution::expect(&model.transmit, &usable, active, &frames);
     let tlb = matches!(
@@ -647,7 +681,8 @@ async fn drive_traffic(
              after which the model cannot say which slave each hash bucket gets",
         )
     } else {
-        checks::distribution(&expected, &sent, slaves)
+        let tags: Vec<Option<u16>> = frames.iter().map(|f| f.vlan).collect();
+        checks::distribution(&expected, &sent, slaves, &tags)
     };
     let name = |i: usize| slaves[i].clone();
     Ok((
@@ -706,7 +741,7 @@ async fn drive_failover(
         .ok_or_else(|| Error::run(format!("failover: {slave} is not a slave of {bond}")))?;
     let (src_mac, lanes) = lanes(built, slaves, bond_index).await?;
     let run_id = run_id();
-    let flows = frames::mix(1, 64, src_mac);
+    let flows = frames::mix(1, 64, src_mac, &[]);
     // A failover's gratuitous ARPs go on for count × every_ticks ticks: the stream outlasts them.
     let tick_ms = kernel.hz.and_then(|hz| model.monitor.tick_ms(hz));
     let tolerance = kernel.timing_tolerance_ms;
@@ -720,7 +755,7 @@ async fn drive_failover(
     let frames = frames::frames(&flows, run_id, needed);
     let expected = distribution::during_failover(&model.transmit, cut, actives, &frames);
     let setup = failover::Setup {
-        sockets: traffic::Sockets::open(&built.bond_ns, bond_index, &lanes)?,
+        sockets: traffic::Sockets::open(&built.bond_ns, bond_index, &[], &lanes)?,
         src_mac,
         run_id,
         frames,
@@ -746,6 +781,33 @@ async fn drive_failover(
         ));
     }
     Ok((observed, verdicts))
+}
+
+/// Creates a VLAN device `vlan<id>` on top of the bond for each of `ids`, up; returns each id
+/// with its device's ifindex.
+async fn vlan_devices(
+    built: &topology::Built,
+    bond_index: u32,
+    ids: &[u16],
+) -> Result<Vec<(u16, u32)>> {
+    let mut out = Vec::new();
+    for &id in ids {
+        let name = format!("vlan{id}");
+        let fail = |r: netlink::Refusal| {
+            Error::run(format!(
+                "traffic: creating VLAN device {name} on the bond: {r} (is the kernel's 8021q \
+                 driver loaded?)"
+            ))
+        };
+        netlink::add_vlan(&built.bond, &name, bond_index, id)
+            .await
+            .map_err(fail)?;
+        out.push((
+            id,
+            netlink::index_of(&built.bond, &name).await.map_err(fail)?,
+        ));
+    }
+    Ok(out)
 }
 
 /// How long a fence may take to reach its capture: far longer than a veth needs.

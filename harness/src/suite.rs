@@ -97,6 +97,10 @@ pub struct Traffic {
     pub seed: u64,
     /// Slaves cut (peer end down) and committed down by the driver before sending.
     pub down: Vec<String>,
+    /// VLAN ids: a VLAN device on top of the bond for each, and flows taking turns untagged
+    /// and on each VLAN.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub vlans: Vec<u16>,
 }
 
 impl Default for Traffic {
@@ -106,6 +110,7 @@ impl Default for Traffic {
             flows: 64,
             seed: 1,
             down: Vec::new(),
+            vlans: Vec::new(),
         }
     }
 }
@@ -345,6 +350,9 @@ fn check_ids(spec: &Spec, topology: &Topology, timing: bool, applier: Applier) -
     if crate::min_links::plan(&model, topology).is_some() {
         ids.push(crate::min_links::CHECK.to_string());
     }
+    if crate::rlb::applies(&model, spec, topology) {
+        ids.push(crate::rlb::CHECK.to_string());
+    }
     if timing {
         let windows = match model.arp {
             Some(_) => crate::arpmon::CHECKS,
@@ -509,6 +517,14 @@ fn load_case(dir: &Path, name: &str, topologies: &Path) -> Result<Case> {
                 "down",
                 format!("traffic down slave `{name}` is not a slave of the spec"),
             );
+        }
+    }
+    for (i, id) in traffic.vlans.iter().enumerate() {
+        if !(1..=4094).contains(id) {
+            return bad_traffic("vlans", format!("VLAN id {id} is not in 1-4094"));
+        }
+        if traffic.vlans[..i].contains(id) {
+            return bad_traffic("vlans", format!("VLAN id {id} is listed twice"));
         }
     }
     if !traffic.down.is_empty() && parsed.timing.is_some() {

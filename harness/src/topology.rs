@@ -335,7 +335,8 @@ fn disable_ipv6(ns: &AnonNetns) -> Result<()> {
     .map_err(Error::run)
 }
 
-fn new_namespace() -> Result<AnonNetns> {
+/// A new anonymous network namespace with IPv6 off.
+pub(crate) fn new_namespace() -> Result<AnonNetns> {
     let ns = AnonNetns::new()?;
     disable_ipv6(&ns)?;
     Ok(ns)
@@ -373,10 +374,10 @@ async fn add_master(m: &PeerMaster, h: &Handle) -> Result<u32> {
     Ok(index)
 }
 
-/// The MAC address of the `i`-th slave's end (`side` 1) or peer end (`side` 2): locally
-/// administered and fixed, so that every run of a case (and every kernel) sees the same
-/// addresses, hashes and reports; a bond takes its first slave's.
-fn mac(side: u8, i: usize) -> [u8; 6] {
+/// The MAC address of the `i`-th slave's end (`side` 1), peer end (`side` 2) or client host
+/// (`side` 3, [`crate::rlb`]): locally administered and fixed, so that every run of a case (and
+/// every kernel) sees the same addresses, hashes and reports; a bond takes its first slave's.
+pub(crate) fn mac(side: u8, i: usize) -> [u8; 6] {
     [0x02, 0xbc, 0, side, (i >> 8) as u8, i as u8]
 }
 

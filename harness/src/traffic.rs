@@ -8,6 +8,10 @@
 //! round; the kernel's drop counter of every capture is read at the end, so a capture that
 //! lost frames is reported as such and never taken for a bond that lost them.
 //!
+//! Frames of a VLAN go out through a VLAN device on top of the bond, so the tag reaches the
+//! bond out of band as a host's own tagged traffic does; veth hands it to the peer out of band
+//! too, so each capture reads it from PACKET_AUXDATA and every arrival says its tag.
+//!
 //! A round ends on an event, not a sleep: after its frames, a *fence* frame is sent straight
 //! on every slave (bypassing the bond). A slave's frames and its fence travel the same way,
 //! in order, to the peer's receive queue, so once a capture has seen the fence it has seen
@@ -29,7 +33,10 @@ use crate::netns::AnonNetns;
 /// linux/if_packet.h, stable ABI (not every libc release exports them).
 const SOL_PACKET: libc::c_int = 263;
 const PACKET_STATISTICS: libc::c_int = 6;
+const PACKET_AUXDATA: libc::c_int = 8;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+/// `tp_status` bit: `tp_vlan_tci` holds the frame's tag.
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
 pub(crate) const ETH_P_ALL: u16 = 0x0003;
 
 /// Frames per `sendmmsg` and per `recvmmsg`.
@@ -63,6 +70,9 @@ pub struct Arrival {
     pub slave: usize,
     /// Kernel receive timestamp, from the start of sending.
     pub at_us: f64,
+    /// The VLAN id of the tag it arrived with (PACKET_AUXDATA), if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
 }
 
 /// A gratuitous ARP (sender and target address the same) seen on one slave's peer end: how
@@ -178,10 +188,12 @@ fn set_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int)
     Ok(())
 }
 
-/// A capture socket on a peer end: its own frames ignored, kernel timestamps, room for a round.
-fn capture_socket(ns: &AnonNetns, ifindex: u32) -> Result<OwnedFd> {
+/// A capture socket on a peer end: its own frames ignored, kernel timestamps, VLAN tags (the
+/// kernel takes them out of the bytes), room for a round.
+pub(crate) fn capture_socket(ns: &AnonNetns, ifindex: u32) -> Result<OwnedFd> {
     let fd = packet_socket(ns, ifindex, ETH_P_ALL)?;
     set_int(fd.as_raw_fd(), SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)?;
+    set_int(fd.as_raw_fd(), SOL_PACKET, PACKET_AUXDATA, 1)?;
     setsockopt(&fd, sockopt::ReceiveTimestampns, &true).map_err(os("SO_TIMESTAMPNS"))?;
     // FORCE: the buffer a round needs is above the default rmem_max.
     setsockopt(&fd, sockopt::RcvBufForce, &(ROUND * BUFFER_PER_FRAME))
@@ -190,7 +202,7 @@ fn capture_socket(ns: &AnonNetns, ifindex: u32) -> Result<OwnedFd> {
 }
 
 /// PACKET_STATISTICS: (packets, drops) since the last read; reading resets them.
-fn statistics(fd: RawFd) -> Result<(u32, u32)> {
+pub(crate) fn statistics(fd: RawFd) -> Result<(u32, u32)> {
     let mut stats = [0u32; 2];
     let mut len = size_of_val(&stats) as libc::socklen_t;
     let r = unsafe {
@@ -263,11 +275,13 @@ fn pin() -> Option<usize> {
     Some(cpu)
 }
 
-/// The sockets of one traffic run: one sending through the bond, one per slave for its fences
-/// (straight on the slave, bypassing the bond), and one capture per peer end that can capture.
-/// Opened in the caller's thread, they can be moved to the thread that sends.
+/// The sockets of one traffic run: one sending through the bond and one through each VLAN
+/// device on top of it, one per slave for its fences (straight on the slave, bypassing the
+/// bond), and one capture per peer end that can capture. Opened in the caller's thread, they
+/// can be moved to the thread that sends.
 pub struct Sockets {
-    sender: OwnedFd,
+    /// Per VLAN (None: untagged, the bond itself), the socket its frames go out through.
+    senders: Vec<(Option<u16>, OwnedFd)>,
     fences: Vec<Option<OwnedFd>>,
     captures: Vec<Option<OwnedFd>>,
     /// Per lane, what its capture saw so far.
@@ -278,10 +292,19 @@ pub struct Sockets {
 }
 
 impl Sockets {
-    /// Opens the sockets for `lanes`; whatever reached the captures before is counted as not
-    /// ours (LACPDUs, say).
-    pub fn open(bond_ns: &AnonNetns, bond_index: u32, lanes: &[Lane]) -> Result<Sockets> {
-        let sender = packet_socket(bond_ns, bond_index, 0)?;
+    /// Opens the sockets for `lanes`, sending through the bond and through the VLAN devices
+    /// `vlans` (VLAN id, ifindex); whatever reached the captures before is counted as not ours
+    /// (LACPDUs, say).
+    pub fn open(
+        bond_ns: &AnonNetns,
+        bond_index: u32,
+        vlans: &[(u16, u32)],
+        lanes: &[Lane],
+    ) -> Result<Sockets> {
+        let mut senders = vec![(None, packet_socket(bond_ns, bond_index, 0)?)];
+        for (id, index) in vlans {
+            senders.push((Some(*id), packet_socket(bond_ns, *index, 0)?));
+        }
         let mut captures = Vec::new();
         let mut stats = Vec::new();
         for lane in lanes {
@@ -327,13 +350,30 @@ impl Sockets {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Sockets {
-            sender,
+            senders,
             fences,
             captures,
             stats,
             peers: lanes.iter().map(|l| l.peer.clone()).collect(),
             garps: Vec::new(),
         })
+    }
+
+    /// Sends `frames` in order, each through the socket of its VLAN, consecutive frames of one
+    /// VLAN in one batch; returns how many the bond dropped at once.
+    fn send(&self, frames: &[Frame]) -> Result<usize> {
+        let mut dropped = 0;
+        for run in frames.chunk_by(|a, b| a.vlan == b.vlan) {
+            let Some((_, fd)) = self.senders.iter().find(|(v, _)| *v == run[0].vlan) else {
+                return Err(Error::run(format!(
+                    "traffic: no VLAN device for VLAN {:?}",
+                    run[0].vlan
+                )));
+            };
+            let bytes: Vec<&[u8]> = run.iter().map(|f| f.bytes.as_slice()).collect();
+            dropped += send_all(fd.as_raw_fd(), &bytes)?;
+        }
+        Ok(dropped)
     }
 
     /// Reads what the captures in `ready` (lane indices) hold; true per lane whose fence of
@@ -463,8 +503,7 @@ pub fn run(
                 let rounds = frames.chunks(ROUND).len();
                 for (round, chunk) in frames.chunks(ROUND).enumerate() {
                     let t = Instant::now();
-                    let bytes: Vec<&[u8]> = chunk.iter().map(|f| f.bytes.as_slice()).collect();
-                    dropped += send_all(sockets.sender.as_raw_fd(), &bytes)?;
+                    dropped += sockets.send(chunk)?;
                     send_time += t.elapsed();
                     sockets.fence(
                         src_mac,
@@ -558,12 +597,8 @@ pub fn stream(
         let elapsed = pace.start.elapsed();
         let due = ((elapsed.as_nanos() / pace.period.as_nanos()) as usize + 1).min(frames.len());
         if due > sends.len() {
-            let bytes: Vec<&[u8]> = frames[sends.len()..due]
-                .iter()
-                .map(|f| f.bytes.as_slice())
-                .collect();
             let from_us = us(pace.start.elapsed());
-            dropped += send_all(sockets.sender.as_raw_fd(), &bytes)?;
+            dropped += sockets.send(&frames[sends.len()..due])?;
             let to = SendTime {
                 from_us,
                 to_us: us(pace.start.elapsed()),
@@ -598,7 +633,7 @@ fn since_us(at: Option<Duration>, epoch: SystemTime) -> f64 {
 
 /// Reads everything queued on a capture without blocking. Returns how many frames were not
 /// ours and whether the fence of `round` was among them.
-fn drain(
+pub(crate) fn drain(
     fd: RawFd,
     run_id: u32,
     round: u32,
@@ -614,7 +649,10 @@ fn drain(
         let seen = {
             let mut headers = MultiHeaders::<LinkAddr>::preallocate(
                 BATCH,
-                Some(nix::cmsg_space!(nix::sys::time::TimeSpec)),
+                Some(nix::cmsg_space!(
+                    nix::sys::time::TimeSpec,
+                    libc::tpacket_auxdata
+                )),
             );
             let mut iovs: Vec<[IoSliceMut; 1]> =
                 buffers.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
@@ -633,19 +671,25 @@ fn drain(
             };
             let mut seen = Vec::new();
             for m in got {
-                let at = m
-                    .cmsgs()
-                    .map_err(os("control message"))?
-                    .find_map(|c| match c {
-                        ControlMessageOwned::ScmTimestampns(t) => Some(Duration::from(t)),
-                        _ => None,
-                    });
-                seen.push((m.bytes, at));
+                let (mut at, mut vlan) = (None, None);
+                for c in m.cmsgs().map_err(os("control message"))? {
+                    match c {
+                        ControlMessageOwned::ScmTimestampns(t) => at = Some(Duration::from(t)),
+                        ControlMessageOwned::Unknown(u)
+                            if u.cmsg_header.cmsg_level == SOL_PACKET
+                                && u.cmsg_header.cmsg_type == PACKET_AUXDATA =>
+                        {
+                            vlan = auxdata_vlan(&u.data_bytes);
+                        }
+                        _ => {}
+                    }
+                }
+                seen.push((m.bytes, at, vlan));
             }
             seen
         };
         let n = seen.len();
-        for ((len, at), buf) in seen.into_iter().zip(&buffers) {
+        for ((len, at, vlan), buf) in seen.into_iter().zip(&buffers) {
             match frames::identify(&buf[..len.min(buf.len())]) {
                 Some((id, seq)) if id == run_id && seq & FENCE != 0 => {
                     fenced |= seq == FENCE | round;
@@ -655,6 +699,7 @@ fn drain(
                         seq,
                         slave,
                         at_us: since_us(at, epoch),
+                        vlan,
                     });
                 }
                 _ => {
@@ -673,4 +718,33 @@ fn drain(
         }
     }
     Ok((other, fenced))
+}
+
+/// The VLAN id in a PACKET_AUXDATA message (`struct tpacket_auxdata`), if its tag is valid.
+fn auxdata_vlan(data: &[u8]) -> Option<u16> {
+    let status = u32::from_ne_bytes(data.get(..4)?.try_into().ok()?);
+    let tci = u16::from_ne_bytes(data.get(16..18)?.try_into().ok()?);
+    (status & TP_STATUS_VLAN_VALID != 0).then_some(tci & 0x0fff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_vlan_id_comes_from_a_valid_auxdata_tag_only() {
+        let aux = |status: u32, tci: u16| {
+            let mut d = vec![0u8; size_of::<libc::tpacket_auxdata>()];
+            d[..4].copy_from_slice(&status.to_ne_bytes());
+            d[16..18].copy_from_slice(&tci.to_ne_bytes());
+            d
+        };
+        // Priority bits are not part of the id.
+        assert_eq!(
+            auxdata_vlan(&aux(TP_STATUS_VLAN_VALID | 1, 0xa064)),
+            Some(100)
+        );
+        assert_eq!(auxdata_vlan(&aux(1, 100)), None);
+        assert_eq!(auxdata_vlan(&[0; 4]), None);
+    }
 }

@@ -71,9 +71,9 @@ pub fn find() -> Result<UmlKernel, String> {
     Ok(UmlKernel { kernel, release })
 }
 
-/// The modules the guest loads: the driver under test, veth pairs, and the bridge for the
-/// `bridge` topology.
-pub(super) const MODULES: [&str; 3] = ["veth", "bonding", "bridge"];
+/// The modules the guest loads: the driver under test, veth pairs, the bridge for the
+/// `bridge` topology, and 802.1Q for the VLAN devices tagged traffic goes through.
+pub(super) const MODULES: [&str; 4] = ["veth", "bonding", "bridge", "8021q"];
 
 pub(super) fn which(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
