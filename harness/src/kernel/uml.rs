@@ -4,7 +4,7 @@
 //! Host side: [`run_in_guest`] boots the guest with the command line encoded in a kernel
 //! parameter, streams the guest console to stdout and returns the command's exit code.
 //! Guest side: [`guest_job`] recognises the guest's init, [`guest_init`] prepares the guest
-//! (mounts, bonding and veth modules) and [`guest_exit`] hands the exit code back through
+//! (mounts, the modules of [`MODULES`]) and [`guest_exit`] hands the exit code back through
 //! `/proc/exitcode` and powers the guest off. Reports are written by the guest straight onto
 //! the host's filesystem, which it shares.
 //!
@@ -40,14 +40,16 @@ pub struct UmlKernel {
 impl UmlKernel {
     pub fn describe(&self) -> String {
         format!(
-            "{} (Linux {}) with bonding and veth modules",
+            "{} (Linux {}) with modules {}",
             self.kernel.display(),
-            self.release
+            self.release,
+            MODULES.join(", ")
         )
     }
 }
 
-/// Finds linux.uml and a module tree for it that has bonding and veth; says what is missing.
+/// Finds linux.uml and a module tree for it that has every module of [`MODULES`]; says what is
+/// missing.
 pub fn find() -> Result<UmlKernel, String> {
     let kernel = PathBuf::from(UML_KERNEL);
     if !kernel.is_file() {
@@ -167,7 +169,7 @@ pub fn guest_job() -> Option<Job> {
 }
 
 /// Prepares the guest: kernel filesystems of its own (so nothing of the host's /run or /proc
-/// is touched through hostfs), a raw console, the bonding and veth modules, the job's cwd.
+/// is touched through hostfs), a raw console, the modules of [`MODULES`], the job's cwd.
 /// Returns the boot time.
 pub fn guest_init(job: &Job) -> Result<f64> {
     use nix::mount::{MsFlags, mount};
