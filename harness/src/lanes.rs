@@ -321,6 +321,12 @@ pub fn schedule<T: Send, S: Send>(
     work: impl Fn(&mut S, usize, &mut dyn FnMut(crate::run::Event<'static>)) -> T + Sync,
     hear: &mut dyn FnMut(Message<&T>),
 ) -> (Vec<T>, Vec<S>) {
+    // One malloc arena for every thread: memory a lane frees (a traffic run's frames and
+    // captures, tens of MB) is then reused by the next allocation on any thread. With an arena
+    // per lane thread, glibc kept it from the main thread, whose report serialisation then
+    // drove a 128 MB guest into thrashing for minutes (measured: harness/benches/traffic).
+    // SAFETY: mallopt only changes the allocator's tuning; M_ARENA_MAX takes any count.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     let next = Mutex::new(0usize);
     let (tx, rx) = mpsc::channel::<Message<T>>();
     let mut results: Vec<Option<T>> = (0..count).map(|_| None).collect();
