@@ -137,7 +137,7 @@ matrix *paths: setup-vm
 doctor:
     cargo run --quiet --release -- doctor
 
-# Benchmarks: the how-to's case end to end (guest boot included), frames per second through a bond, the full default suite against its inherent kernel time, the kernel's own bonding selftests of the UML kernel's version, and memory; writes reports/bench-seed.json.
+# Benchmarks: the how-to's case end to end (guest boot included), frames per second through a bond, the full default suite against its inherent kernel time (one lane and four side by side, with the timing margins of each), the kernel's own bonding selftests of the UML kernel's version, and memory; writes reports/bench-seed.json.
 bench: setup
     #!/usr/bin/env bash
     set -euo pipefail

@@ -3,7 +3,7 @@
 //!
 //! Data flows one way: [`spec`] → [`model`] (what the kernel should do) and
 //! [`spec`] → [`topology`] → [`apply`] → [`observe`] (what it did), then [`checks`] → [`report`].
-//! [`suite`] finds the cases, [`run`] carries them out, [`kernel`] finds a kernel with a bonding
+//! [`suite`] finds the cases, [`run`] carries them out ([`lanes`]: several at a time), [`kernel`] finds a kernel with a bonding
 //! driver (the host's, a User-Mode Linux guest, or a kernel image in qemu); [`matrix`] sets the
 //! reports of several kernels side by side.
 
@@ -27,6 +27,7 @@ pub mod kmsg;
 pub mod ktap;
 pub mod lacp;
 pub mod lacpdu;
+pub mod lanes;
 pub mod lint;
 pub mod matrix;
 pub mod memory;

@@ -304,6 +304,27 @@ pub struct CaseReport {
     /// is `known`: what this kernel does instead of the contract, and where upstream it comes
     /// from.
     pub known_deviations: Vec<crate::deviation::Deviation>,
+    /// The case's measurement windows and what else ran while each was open: every timing,
+    /// flap and failover sample and every LACPDU interval was taken inside one of them.
+    pub windows: Vec<Window>,
+}
+
+/// A measurement window of a case, and the concurrency its samples saw (`--jobs`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct Window {
+    /// `timing` (the timing trials, the flap and the failover stream) or `lacpdus` (the steady
+    /// state LACPDU capture).
+    pub phase: String,
+    /// Whether the case held the run's gate alone: no other case set up, applied, observed,
+    /// sent traffic or tore down while the window was open.
+    pub exclusive: bool,
+    /// The most other cases in flight at once while the window was open (0 with one lane).
+    pub others_in_flight: usize,
+    /// The most of them busy at once (holding the gate: setting up, applying, observing,
+    /// sending traffic, tearing down); 0 for an exclusive window.
+    pub others_busy: usize,
+    /// How long the window was open.
+    pub duration_ms: f64,
 }
 
 /// The JSON schema of what `--report` writes, generated from these types (their doc comments

@@ -1,5 +1,6 @@
 //! Runs suite cases on the kernel this process is on: build the topology, apply the spec,
-//! observe, check, tear down, and turn it all into a case report.
+//! observe, check, tear down, and turn it all into a case report. Several cases at a time with
+//! `--jobs`: `lanes.rs` schedules them and gates their measurement windows.
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,7 @@ use crate::ifupdown;
 use crate::kernel::KernelInfo;
 use crate::lacp;
 use crate::lacpdu;
+use crate::lanes::{self, Lane, Lanes};
 use crate::min_links;
 use crate::model::{self, Model, Value};
 use crate::netlink;
@@ -37,6 +39,8 @@ pub struct Options {
     pub trials: usize,
     /// Cases of a longer profile are reported as skipped.
     pub profile: Profile,
+    /// How many cases may be in flight at once (`--jobs`), at least 1.
+    pub jobs: usize,
 }
 
 /// What a run is doing, as it happens: for people at a terminal (see `terminal.rs`).
@@ -57,32 +61,58 @@ pub enum Event<'a> {
     Done(&'a CaseReport),
 }
 
-/// Where a run's events go.
+/// Where a case's events go.
 pub type Listener<'a> = &'a mut dyn FnMut(Event<'_>);
 
-/// Runs every case in order; `on` hears what happens as it happens.
+/// Runs every case, up to `options.jobs` at a time, beginning them in order; `on` hears what
+/// happens as it happens, each event with the position (from 0) of the case it is about. The
+/// report lists the cases in their order whatever order they finish in.
 pub fn run(
     cases: &[Case],
     options: Options,
     mut kernel: KernelInfo,
-    on: Listener<'_>,
+    on: &mut dyn FnMut(usize, Event<'_>),
 ) -> Result<Report> {
     let start = Instant::now();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::run(format!("cannot start the async runtime: {e}")))?;
-    let mut reports = Vec::new();
-    for (i, case) in cases.iter().enumerate() {
-        on(Event::Case {
-            index: i + 1,
-            total: cases.len(),
-            name: &case.name,
-        });
-        let report = rt.block_on(run_case(case, options, &mut kernel, &mut *on));
-        on(Event::Done(&report));
-        reports.push(report);
-    }
+    let jobs = options.jobs.clamp(1, cases.len().max(1));
+    // A runtime per lane: the traffic engine and the captures block their thread.
+    let lane_states = (0..jobs)
+        .map(|_| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|rt| (rt, kernel.clone()))
+                .map_err(|e| Error::run(format!("cannot start the async runtime: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let lanes = Lanes::new();
+    let total = cases.len();
+    let (reports, lane_states) = lanes::schedule(
+        total,
+        lane_states,
+        |(rt, kernel), i, tell| {
+            let on = &mut |e: Event<'_>| match e {
+                Event::Phase(phase) => tell(Event::Phase(phase)),
+                Event::Trial { n, of } => tell(Event::Trial { n, of }),
+                Event::Case { .. } | Event::Done(_) => {}
+            };
+            rt.block_on(run_case(&cases[i], i, options, kernel, &lanes, on))
+        },
+        &mut |message| match message {
+            lanes::Message::Begin(i) => on(
+                i,
+                Event::Case {
+                    index: i + 1,
+                    total,
+                    name: &cases[i].name,
+                },
+            ),
+            lanes::Message::Event(i, e) => on(i, e),
+            lanes::Message::Done(i, report) => on(i, Event::Done(report)),
+        },
+    );
+    // The driver's version line, from whichever lane read one.
+    kernel.bonding_driver = lane_states.into_iter().find_map(|(_, k)| k.bonding_driver);
     let duration = ms(start.elapsed());
     let memory = crate::memory::usage(kernel.backend);
     Ok(Report::new(kernel, reports, duration, memory))
@@ -107,12 +137,32 @@ struct Progress {
     alb_receive: Option<crate::rlb::Observed>,
     /// What the kernel logged while the spec was applied.
     apply_log: Vec<crate::kmsg::Record>,
+    /// The measurement windows and the concurrency each saw.
+    windows: Vec<report::Window>,
+}
+
+/// The names of every device case builds: what its kernel log records name.
+fn devices(case: &Case) -> Vec<String> {
+    let slaves: Vec<String> = case
+        .spec
+        .bond
+        .slaves
+        .iter()
+        .map(|s| s.value.clone())
+        .collect();
+    let mut names = vec![case.spec.bond.name.clone()];
+    names.extend(case.topology.peer_names(&slaves).unwrap_or_default());
+    names.extend(case.topology.peer_master.iter().map(|m| m.name.clone()));
+    names.extend(slaves);
+    names
 }
 
 async fn run_case(
     case: &Case,
+    index: usize,
     options: Options,
     kernel: &mut KernelInfo,
+    lanes: &Lanes,
     on: Listener<'_>,
 ) -> CaseReport {
     let applier = options.applier;
@@ -131,15 +181,16 @@ async fn run_case(
         inherent.push(lacpdu::inherent(kernel.hz.unwrap_or(1000)));
     }
     let mut progress = Progress::default();
-    // Everything the kernel logs from here to the end of the case is judged.
-    let mut log = crate::kmsg::Kmsg::open().ok();
+    // Everything the kernel logs from here to the end of the case and may be the case's doing
+    // is judged (lanes.rs: attribute).
+    let lane = lanes.begin(index, devices(case));
     let outcome = if case.profile > options.profile {
         Ok(skipped_for_profile(case, applier))
     } else {
-        carry_out(case, options, &model, kernel, &mut log, &mut progress, on)
+        carry_out(case, options, &model, kernel, &lane, &mut progress, on)
             .await
             .map(|mut checks| {
-                let after = log.as_mut().map(crate::kmsg::Kmsg::drain);
+                let after = lane.records();
                 let refusals = model.answers.iter().filter(|a| a.refused.is_some()).count();
                 checks.push(checks::kernel_log(
                     after
@@ -231,6 +282,7 @@ async fn run_case(
         alb_receive: progress.alb_receive,
         checks,
         known_deviations,
+        windows: progress.windows,
     }
 }
 
@@ -264,7 +316,7 @@ async fn carry_out(
     options: Options,
     model: &Model,
     kernel: &mut KernelInfo,
-    log: &mut Option<crate::kmsg::Kmsg>,
+    lane: &Lane<'_>,
     progress: &mut Progress,
     on: Listener<'_>,
 ) -> Result<Vec<checks::Verdict>> {
@@ -279,6 +331,7 @@ async fn carry_out(
     };
 
     on(Event::Phase("setup"));
+    let busy = lane.shared().await;
     let t = Instant::now();
     let built = topology::build(&case.topology, &slaves).await?;
     progress.phases.setup_ms = ms(t.elapsed());
@@ -288,7 +341,11 @@ async fn carry_out(
     } else {
         None
     };
+    drop(busy);
 
+    // Applying (and a negative control's perturbations) alone: the errors the kernel logs for
+    // refused writes are then this case's (the kernel log check excuses the predicted ones).
+    let busy = lane.exclusive().await;
     for change in perturbations(Moment::BeforeApply) {
         perturb::perturb(change, &case.spec, &built, None).await?;
     }
@@ -300,16 +357,20 @@ async fn carry_out(
         Applier::Ifupdown => ifupdown::apply(&case.spec, &built).await,
     };
     progress.phases.apply_ms = ms(t.elapsed());
-    if let Some(log) = log.as_mut() {
-        progress.apply_log = log.drain();
+    if let Some(records) = lane.records() {
+        progress.apply_log = records;
     }
     let applied = applied?;
     progress.apply = applied.steps.clone();
     for change in perturbations(Moment::AfterApply) {
         perturb::perturb(change, &case.spec, &built, Some(applied.bond_index)).await?;
     }
+    drop(busy);
 
     on(Event::Phase("observe"));
+    let busy = lane
+        .hold(perturbations(Moment::BetweenViews).next().is_some())
+        .await;
     let t = Instant::now();
     // Wait until every slave shows the MII status the model expects, or the model's settle
     // time plus this backend's slack has passed; the checks then judge what is there.
@@ -347,6 +408,7 @@ async fn carry_out(
         .await
         .map_err(|r| Error::run(format!("reading the bond's addresses: {r}")))?;
     progress.phases.observe_ms = ms(t.elapsed());
+    drop(busy);
     let observation = Observation {
         netlink: netlink_view,
         procfs: proc.view,
@@ -386,9 +448,13 @@ async fn carry_out(
                 );
                 let window = lacpdu::window(&expected, &clock, slow);
                 let from_ms = capture.ms_at(t);
+                // Not gated: only the kernel's timers act while the capture listens.
+                let open = lane.window("lacpdus", false);
                 let pdus = capture.collect(t + window, |pdus| {
                     skip.is_none() && lacpdu::enough(&expected, slaves.len(), pdus, from_ms)
-                })?;
+                });
+                progress.windows.push(open.close());
+                let pdus = pdus?;
                 let observed = lacpdu::Observed {
                     expected,
                     steady_from_ms: from_ms,
@@ -415,10 +481,14 @@ async fn carry_out(
     // The captures see every frame: closed before the traffic phase floods them.
     drop(lacpdus);
 
-    for change in perturbations(Moment::BeforeTraffic) {
-        perturb::perturb(change, &case.spec, &built, Some(applied.bond_index)).await?;
+    if perturbations(Moment::BeforeTraffic).next().is_some() {
+        let _alone = lane.exclusive().await;
+        for change in perturbations(Moment::BeforeTraffic) {
+            perturb::perturb(change, &case.spec, &built, Some(applied.bond_index)).await?;
+        }
     }
     on(Event::Phase("traffic"));
+    let busy = lane.shared().await;
     let t = Instant::now();
     let (traffic, verdict) =
         drive_traffic(case, model, kernel, &built, applied.bond_index, applied_at).await?;
@@ -453,10 +523,14 @@ async fn carry_out(
         progress.alb_receive = Some(observed);
         progress.phases.alb_receive_ms = ms(t.elapsed());
     }
+    drop(busy);
     progress.traffic = Some(traffic);
 
     // min_links: cut ports below it and restore them, with the LACP partner answering.
     if let Some(steps) = min_links::plan(model, &case.topology) {
+        // Its cuts and commits take the RTNL lock, which other cases' timing windows must not
+        // share; and it judges every carrier announcement on the way: alone.
+        let _alone = lane.exclusive().await;
         on(Event::Phase("min_links"));
         let t = Instant::now();
         let commit = kernel
@@ -513,6 +587,9 @@ async fn carry_out(
         // A commit later than this is far outside any window: stop waiting for it.
         let deadline =
             Duration::from_millis((upper + kernel.timing_tolerance_ms) as u64 + kernel.slack_ms);
+        // Every sample of the trials, the flap and the failover stream, taken alone.
+        let alone = lane.exclusive().await;
+        let open = lane.window("timing", true);
         let mut events = netlink::watch_links(&built.bond_ns, &tokio::runtime::Handle::current())?;
         let t = Instant::now();
         on(Event::Phase("timing"));
@@ -583,13 +660,17 @@ async fn carry_out(
             );
             verdicts.push(fail_over_mac::check(rules, &bond.name, &moments));
         }
+        progress.windows.push(open.close());
+        drop(alone);
     }
 
     // The case's fullest point: everything it built is still there.
     crate::memory::sample();
+    let busy = lane.shared().await;
     let t = Instant::now();
     drop(built);
     progress.phases.teardown_ms = ms(t.elapsed());
+    drop(busy);
 
     let t = Instant::now();
     let mut all = checks::evaluate(model, &observation);

@@ -1,9 +1,11 @@
-//! What a person at a terminal sees while a run goes: a status line rewritten in place (which
-//! case, which phase or trial, how long), one line per finished case, and a compact summary
-//! at the end. Colours only where the output is a terminal (and NO_COLOR is not set), or when
+//! What a person at a terminal sees while a run goes: a status line rewritten in place (the
+//! cases in flight, each one's phase or trial and how long it has run), one line per finished
+//! case as it finishes (with `--jobs` above 1, not necessarily in the cases' order; the report
+//! keeps their order), and a compact summary at the end. Colours only where the output is a terminal (and NO_COLOR is not set), or when
 //! asked for; `--quiet` keeps only the summary, `--verbose` adds each case's phases and the
 //! whole message of every check that did not pass.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Instant;
 
@@ -63,10 +65,22 @@ pub struct Terminal {
     verbosity: Verbosity,
     style: Style,
     run_started: Instant,
-    /// The case under way: its place, name and start, and what it is doing.
-    current: Option<(usize, usize, String, Instant)>,
+    /// The cases under way, by position: place (from 1), count of cases, name, start, and what
+    /// each is doing.
+    in_flight: BTreeMap<usize, Under>,
+}
+
+struct Under {
+    index: usize,
+    total: usize,
+    name: String,
+    started: Instant,
     doing: String,
 }
+
+/// The status line is cut here: a line longer than the terminal wraps, and `\r` then
+/// rewrites only its last row.
+const STATUS_WIDTH: usize = 110;
 
 impl Terminal {
     pub fn new(verbosity: Verbosity, style: Style) -> Terminal {
@@ -74,47 +88,82 @@ impl Terminal {
             verbosity,
             style,
             run_started: Instant::now(),
-            current: None,
-            doing: String::new(),
+            in_flight: BTreeMap::new(),
         }
     }
 
-    pub fn hear(&mut self, event: Event<'_>) {
+    /// Hears `event` about the case at position `case` (from 0).
+    pub fn hear(&mut self, case: usize, event: Event<'_>) {
+        let doing = |t: &mut Terminal, what: String| {
+            if let Some(u) = t.in_flight.get_mut(&case) {
+                u.doing = what;
+            }
+        };
         match event {
             Event::Case { index, total, name } => {
-                self.current = Some((index, total, name.to_string(), Instant::now()));
-                self.doing = "starting".into();
+                self.in_flight.insert(
+                    case,
+                    Under {
+                        index,
+                        total,
+                        name: name.to_string(),
+                        started: Instant::now(),
+                        doing: "starting".into(),
+                    },
+                );
             }
-            Event::Phase(phase) => self.doing = phase.to_string(),
-            Event::Trial { n, of } => self.doing = format!("timing, trial {n}/{of}"),
-            Event::Done(case) => {
+            Event::Phase(phase) => doing(self, phase.to_string()),
+            Event::Trial { n, of } => doing(self, format!("timing, trial {n}/{of}")),
+            Event::Done(report) => {
                 self.clear();
-                self.current = None;
-                let text = self.case(case);
+                self.in_flight.remove(&case);
+                let text = self.case(report);
                 print!("{text}");
                 let _ = std::io::stdout().flush();
-                return;
             }
         }
         self.draw();
     }
 
-    /// `[3/54] modes/active-backup · timing, trial 2/5 · 1.2 s (run 14.0 s)`, in place.
+    /// `[3/54] modes/active-backup · timing, trial 2/5 · 1.2 s (run 14.0 s)`, in place; with
+    /// several cases in flight, each one's name, doing and time after the others'.
     fn draw(&self) {
-        let Some((index, total, name, started)) = &self.current else {
-            return;
-        };
-        if !self.style.live || self.verbosity == Verbosity::Quiet {
+        if !self.style.live || self.verbosity == Verbosity::Quiet || self.in_flight.is_empty() {
             return;
         }
+        print!("\r\x1b[2K{}", self.style.paint("2", &self.status_line()));
+        let _ = std::io::stdout().flush();
+    }
+
+    fn status_line(&self) -> String {
+        let places: Vec<String> = self
+            .in_flight
+            .values()
+            .map(|u| u.index.to_string())
+            .collect();
+        let total = self.in_flight.values().next().map_or(0, |u| u.total);
+        let cases: Vec<String> = self
+            .in_flight
+            .values()
+            .map(|u| {
+                format!(
+                    "{} · {} · {:.1} s",
+                    u.name,
+                    u.doing,
+                    u.started.elapsed().as_secs_f64()
+                )
+            })
+            .collect();
         let line = format!(
-            "[{index}/{total}] {name} · {} · {:.1} s (run {:.1} s)",
-            self.doing,
-            started.elapsed().as_secs_f64(),
+            "[{}/{total}] {} (run {:.1} s)",
+            places.join(","),
+            cases.join(" | "),
             self.run_started.elapsed().as_secs_f64()
         );
-        print!("\r\x1b[2K{}", self.style.paint("2", &line));
-        let _ = std::io::stdout().flush();
+        match line.char_indices().nth(STATUS_WIDTH) {
+            Some((cut, _)) => format!("{}…", &line[..cut]),
+            None => line,
+        }
     }
 
     fn clear(&self) {
@@ -230,5 +279,47 @@ mod tests {
             live: false,
         };
         assert_eq!(colour.status(Status::Fail, "FAIL"), "\x1b[31;1mFAIL\x1b[0m");
+    }
+
+    #[test]
+    fn the_status_line_shows_every_case_in_flight() {
+        let plain = Style {
+            color: false,
+            live: false,
+        };
+        let mut t = Terminal::new(Verbosity::Normal, plain);
+        let begin = |t: &mut Terminal, case: usize, name| {
+            t.hear(
+                case,
+                Event::Case {
+                    index: case + 1,
+                    total: 54,
+                    name,
+                },
+            )
+        };
+        begin(&mut t, 2, "modes/active-backup");
+        t.hear(2, Event::Trial { n: 2, of: 5 });
+        let line = t.status_line();
+        assert!(
+            line.starts_with("[3/54] modes/active-backup · timing, trial 2/5 · 0.0 s (run "),
+            "{line}"
+        );
+        begin(&mut t, 3, "modes/802.3ad-lacp-partner");
+        t.hear(3, Event::Phase("lacp"));
+        let line = t.status_line();
+        assert!(
+            line.starts_with(
+                "[3,4/54] modes/active-backup · timing, trial 2/5 · 0.0 s | \
+                 modes/802.3ad-lacp-partner · lacp · 0.0 s (run "
+            ),
+            "{line}"
+        );
+        begin(
+            &mut t,
+            4,
+            "negative-controls/a-name-long-enough-to-overflow-the-line",
+        );
+        assert_eq!(t.status_line().chars().count(), STATUS_WIDTH + 1);
     }
 }
