@@ -541,13 +541,13 @@ pub fn failover_event(
         && actives[1] != actives[0]
         && actives[1].is_some()
     {
-        due.push(("the DOWN commit", actives[1], down));
+        due.push(("down", actives[1], down));
     }
     if let Some(up) = observed.up
         && actives[2] != actives[1]
         && actives[2].is_some()
     {
-        due.push(("the UP commit", actives[2], up));
+        due.push(("up", actives[2], up));
     }
     let events = &observed.failover_events;
     let shown = |v: &[f64]| {
@@ -565,17 +565,15 @@ pub fn failover_event(
         ));
     }
     let mut measurements = Vec::new();
-    for (what, slave, commit) in &due {
+    for (state, slave, commit) in &due {
+        let what = format!("the {} commit", state.to_uppercase());
         let upper = commit.to_ms + tolerance_ms;
         match events
             .iter()
             .find(|at| **at >= commit.from_ms && **at <= upper)
         {
             Some(at) => measurements.push(Measurement {
-                name: format!(
-                    "{}_after_commit",
-                    if what.contains("DOWN") { "down" } else { "up" }
-                ),
+                name: format!("{state}_after_commit"),
                 value: at - commit.to_ms,
                 unit: "ms",
             }),
@@ -595,9 +593,10 @@ pub fn failover_event(
         )
     } else {
         due.iter()
-            .map(|(what, slave, c)| {
+            .map(|(state, slave, c)| {
                 format!(
-                    "at {what} [{:.1}, {:.1}] ms ({} active)",
+                    "at the {} commit [{:.1}, {:.1}] ms ({} active)",
+                    state.to_uppercase(),
                     c.from_ms,
                     c.to_ms,
                     name(*slave)
