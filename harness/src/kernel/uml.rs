@@ -8,6 +8,9 @@
 //! `/proc/exitcode` and powers the guest off. Reports are written by the guest straight onto
 //! the host's filesystem, which it shares.
 //!
+//! linux.uml runs with [`XSTATE_SHIM`] preloaded: without it, Linux 6.1's UML cannot start a
+//! process on a host whose XSAVE area is larger than the one it knows (AVX-512, AMX).
+//!
 //! Nothing survives the host process: linux.uml runs as PID 1 of a PID namespace of its own
 //! (`unshare --pid --kill-child`), tied to bondcheck by PR_SET_PDEATHSIG, so SIGKILL of
 //! bondcheck takes down the guest and every helper process UML forks.
@@ -29,6 +32,22 @@ const JOB_VAR: &str = "BONDCHECK_GUEST";
 /// 100000-frame traffic case 40 MiB; 128 MiB leaves the kernel about 110 MiB, over twice the
 /// most any of them needs. UML backs it with a host file it touches only as the guest uses it.
 const GUEST_MEMORY: &str = "mem=128M";
+
+/// The LD_PRELOAD shim built from `uml_xstate.c` (see there): it carries the FPU state UML 6.1
+/// does not know about, so that its ptrace writes of a process's FPU state are accepted.
+const XSTATE_SHIM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/uml_xstate.so"));
+
+/// The shim in an anonymous memory file that linux.uml inherits (not close-on-exec) and
+/// preloads as `/proc/self/fd/N`: nothing is written to disk, nothing is left behind.
+fn xstate_shim() -> Result<std::os::fd::OwnedFd> {
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+    let fd = memfd_create("bondcheck-uml-xstate", MFdFlags::empty())
+        .map_err(|e| Error::run(format!("cannot create the UML shim's memory file: {e}")))?;
+    let mut file = std::fs::File::from(fd);
+    std::io::Write::write_all(&mut file, XSTATE_SHIM)
+        .map_err(|e| Error::run(format!("cannot write the UML shim: {e}")))?;
+    Ok(file.into())
+}
 
 /// A usable UML kernel.
 #[derive(Debug, Clone)]
@@ -136,26 +155,33 @@ pub fn run_in_guest(uml: &UmlKernel, args: Vec<OsString>) -> Result<i32> {
         started_unix_ns: unix_ns(),
     };
 
+    let shim = xstate_shim()?;
     let mut cmd = Command::new("unshare");
-    cmd.args(["--pid", "--fork", "--kill-child=SIGKILL", "--"])
-        .arg(&uml.kernel)
-        .args([
-            GUEST_MEMORY,
-            "rootfstype=hostfs",
-            "hostfs=/",
-            "rw",
-            "quiet",
-            "loglevel=0",
-        ])
-        .arg(format!("init={}", exe.display()))
-        .args(["con=null", "con0=null,fd:1"])
-        .arg(format!("{JOB_VAR}={}", encode(&job)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit());
+    cmd.env(
+        "LD_PRELOAD",
+        format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&shim)),
+    )
+    .args(["--pid", "--fork", "--kill-child=SIGKILL", "--"])
+    .arg(&uml.kernel)
+    .args([
+        GUEST_MEMORY,
+        "rootfstype=hostfs",
+        "hostfs=/",
+        "rw",
+        "quiet",
+        "loglevel=0",
+    ])
+    .arg(format!("init={}", exe.display()))
+    .args(["con=null", "con0=null,fd:1"])
+    .arg(format!("{JOB_VAR}={}", encode(&job)))
+    .stdin(Stdio::null())
+    .stdout(Stdio::inherit())
+    .stderr(Stdio::inherit());
     // The whole process group dies on a signal: unshare, and through --kill-child the guest's
     // PID namespace.
-    super::run_contained(cmd, &uml.kernel.display().to_string())?.exit_code("UML guest")
+    let code = super::run_contained(cmd, &uml.kernel.display().to_string())?.exit_code("UML guest");
+    drop(shim);
+    code
 }
 
 // ---- guest side --------------------------------------------------------------------------
