@@ -137,7 +137,8 @@ struct RunArgs {
 
 /// One lane unless asked: with more, a timing sample once saw a netlink notification 40 ms
 /// late while the kernel destroyed another case's namespaces in the background (README.md,
-/// Lanes). Opt-in until teardown is isolated from the timing windows.
+/// Lanes). Cases now delete their links themselves under their gate; opt-in until 4-lane runs
+/// are measured clean with that.
 const DEFAULT_JOBS: u16 = 1;
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -404,9 +404,15 @@ impl Model {
 
     /// How long after the bond comes up every slave with carrier should be committed up: the
     /// updelay window's upper bound at the kernel's HZ (HZ=100, the largest common jiffy and so
-    /// the longest window, where HZ is unknown). Zero without MII monitoring.
+    /// the longest window, where HZ is unknown); under ARP monitoring the ARP monitor's up
+    /// window. Zero without a link monitor.
     pub fn settle(&self, hz: Option<u32>) -> Duration {
-        match self.monitor.windows(hz.unwrap_or(100), true) {
+        let hz = hz.unwrap_or(100);
+        if let Some(arp) = &self.arp {
+            let first = arp.slaves.first().map_or("", String::as_str);
+            return Duration::from_secs_f64(arp.up_window(hz, first).upper_ms / 1e3);
+        }
+        match self.monitor.windows(hz, true) {
             Some((_, up)) => Duration::from_secs_f64(up.upper_ms / 1e3),
             None => Duration::ZERO,
         }
@@ -1181,5 +1187,10 @@ mod tests {
             model("iface b inet manual\n bond-slaves a\n").settle(Some(100)),
             Duration::ZERO
         );
+        // ARP monitoring every 100 ms: up within 2·(δ+G) = 2·(10+1) jiffies at HZ=100.
+        let arp = model(
+            "iface b inet manual\n bond-slaves a c\n bond-mode active-backup\n              bond-arp-interval 100\n bond-arp-ip-target 192.0.2.1\n",
+        );
+        assert_eq!(arp.settle(Some(100)), Duration::from_millis(220));
     }
 }

@@ -381,6 +381,28 @@ pub async fn delete(h: &Handle, index: u32) -> Answer {
     h.link().del(index).execute().await.map_err(refusal)
 }
 
+/// Deletes every link of the namespace but its loopback, masters before their ports, and
+/// returns once the kernel has unregistered them: the work of tearing a topology down is done
+/// now, not later by the kernel's namespace cleanup. A link already gone (the peer of a veth
+/// deleted before it) is no error.
+pub async fn delete_links(h: &Handle) -> Answer {
+    let links = links(h).await?;
+    let masters: Vec<u32> = links.iter().filter_map(controller).collect();
+    let mut doomed: Vec<&LinkMessage> = links
+        .iter()
+        .filter(|m| !m.header.flags.contains(LinkFlags::Loopback))
+        .collect();
+    // Deleting a master first releases its ports once, instead of once per deleted port.
+    doomed.sort_by_key(|m| !masters.contains(&m.header.index));
+    for m in doomed {
+        match delete(h, m.header.index).await {
+            Err(r) if r.errno == "ENODEV" => {}
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
 /// `ip addr add ADDR/PREFIX dev IDX`
 pub async fn add_address(h: &Handle, index: u32, net: Ipv4Net) -> Answer {
     h.address()

@@ -54,6 +54,23 @@ impl BondView {
         self.slaves.iter().find(|s| s.name == name)
     }
 
+    /// What the link monitor changes on its own, without any write: the active slave, the
+    /// bond's carrier and address, each slave's state, link failures and address. Settings are
+    /// not part of it.
+    pub fn link_state(&self) -> impl PartialEq + '_ {
+        let slaves: Vec<_> = self
+            .slaves
+            .iter()
+            .map(|s| (&s.mii_status, &s.state, s.link_failure_count, &s.mac))
+            .collect();
+        (
+            self.options.get("active_slave"),
+            self.carrier,
+            &self.mac,
+            slaves,
+        )
+    }
+
     /// The MAC address of the bond (under `bond`) and of every slave, where the view shows them.
     pub fn macs(&self, bond: &str) -> BTreeMap<String, String> {
         let slaves = self.slaves.iter().map(|s| (s.name.as_str(), &s.mac));
@@ -76,17 +93,22 @@ pub async fn netlink_view_settled(
     const POLL: Duration = Duration::from_millis(10);
     let start = Instant::now();
     loop {
-        let links = netlink::links(h)
-            .await
-            .map_err(|r| Error::run(format!("link dump refused: {r}")))?;
-        let view = netlink::bond_view(&links, bond)
-            .ok_or_else(|| Error::run(format!("bond {bond} is gone from its namespace")))?;
+        let view = netlink_view(h, bond).await?;
         let waited = start.elapsed();
         if settled(&view) || waited >= deadline {
             return Ok((view, waited));
         }
         tokio::time::sleep(POLL.min(deadline - waited)).await;
     }
+}
+
+/// The netlink view now (one link dump).
+pub async fn netlink_view(h: &Handle, bond: &str) -> Result<BondView> {
+    let links = netlink::links(h)
+        .await
+        .map_err(|r| Error::run(format!("link dump refused: {r}")))?;
+    netlink::bond_view(&links, bond)
+        .ok_or_else(|| Error::run(format!("bond {bond} is gone from its namespace")))
 }
 
 /// Reads and parses `/proc/net/bonding/<bond>` as seen from inside `ns`.

@@ -340,6 +340,13 @@ pub async fn observe(
             arrived_on,
         });
     }
+    // The clients' veths go now, as a topology's do at teardown (Built::teardown), not in the
+    // kernel's namespace cleanup later.
+    for (i, (_, handle, _)) in hosts.iter().enumerate() {
+        netlink::delete_links(handle)
+            .await
+            .map_err(fail(format!("deleting client {i}")))?;
+    }
     Ok(Observed {
         clients: observed,
         slave_macs,

@@ -386,7 +386,7 @@ async fn carry_out(
         })
         .collect();
     let deadline = model.settle(kernel.hz) + Duration::from_millis(kernel.slack_ms);
-    let (netlink_view, waited) =
+    let (mut netlink_view, waited) =
         observe::netlink_view_settled(&built.bond, &bond.name, deadline, |v| {
             expected_mii.iter().all(|(name, want)| {
                 v.slave(name)
@@ -400,7 +400,21 @@ async fn carry_out(
     for change in perturbations(Moment::BetweenViews) {
         perturb::perturb(change, &case.spec, &built, Some(applied.bond_index)).await?;
     }
-    let proc = observe::procfs_view(&built.bond_ns, &bond.name)?;
+    // The views are read one after the other, so a commit of the link monitor between the
+    // reads (under ARP monitoring, whose slave states the model does not predict, the monitor
+    // may still be bringing slaves up) would look like a disagreement. While the monitor's own
+    // state differs across the /proc read, both are read again, within the settle deadline;
+    // settings are no part of that state, so a setting changed between the views (the
+    // views-disagree control) still shows.
+    let coherent = Instant::now();
+    let proc = loop {
+        let proc = observe::procfs_view(&built.bond_ns, &bond.name)?;
+        let after = observe::netlink_view(&built.bond, &bond.name).await?;
+        if after.link_state() == netlink_view.link_state() || coherent.elapsed() >= deadline {
+            break proc;
+        }
+        netlink_view = after;
+    };
     if kernel.bonding_driver.is_none() {
         kernel.bonding_driver = proc.driver_version.clone();
     }
@@ -667,7 +681,7 @@ async fn carry_out(
     crate::memory::sample();
     let busy = lane.shared().await;
     let t = Instant::now();
-    drop(built);
+    built.teardown().await?;
     progress.phases.teardown_ms = ms(t.elapsed());
     drop(busy);
 

@@ -293,7 +293,8 @@ pub struct Master {
     pub handle: Handle,
 }
 
-/// A built topology. Dropping it drops the namespaces and so everything in them.
+/// A built topology. Dropping it drops the namespaces and so everything in them, in the
+/// kernel's own time; [`Built::teardown`] does the work first.
 pub struct Built {
     pub bond_ns: AnonNetns,
     pub bond: Handle,
@@ -312,6 +313,24 @@ impl Built {
     /// The namespace `peer` lives in (with a shared peer namespace, also the peer master's).
     pub fn peer_ns(&self, peer: &Peer) -> &AnonNetns {
         &self.peer_ns[peer.ns]
+    }
+
+    /// Deletes everything the case made, the bond's namespace first (its bond, slaves and with
+    /// them their peer ends), then what is left in the peer namespaces (a peer master), and
+    /// drops the namespaces once they hold only their loopback. Dropping them alone would leave
+    /// the deletions to the kernel's namespace cleanup, which runs whenever it gets to it: in
+    /// another lane's measurement window.
+    pub async fn teardown(self) -> Result<()> {
+        let mut handles = vec![&self.bond];
+        for ns in 0..self.peer_ns.len() {
+            handles.extend(self.peers.iter().find(|p| p.ns == ns).map(|p| &p.handle));
+        }
+        for h in handles {
+            netlink::delete_links(h)
+                .await
+                .map_err(|r| Error::run(format!("teardown: deleting links: {r}")))?;
+        }
+        Ok(())
     }
 }
 

@@ -26,7 +26,8 @@ mod common;
 
 use std::fs::File;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
 
 use bondcheck::ifenslave::Applier;
 use bondcheck::ifupdown;
@@ -37,6 +38,11 @@ use bondcheck::suite::{self, Case};
 use libtest_mimic::{Arguments, Failed, Trial};
 use nix::fcntl::{Flock, FlockArg};
 use serde_json::Value;
+
+/// How long one case's `bondcheck run` may take, guest boot included, before it is stopped and
+/// its trial fails with what it printed so far: the longest default case takes under 15 s, and
+/// nextest's own limit (.config/nextest.toml: 4 x 30 s) would kill the trial without a word.
+const RUN_DEADLINE: Duration = Duration::from_secs(100);
 
 /// The trial that validates a case's report against the schema, beside its checks' trials.
 const REPORT_SCHEMA: &str = "report.schema";
@@ -161,9 +167,12 @@ fn case_report(case: &Case, applier: Applier) -> Result<Value, Failed> {
     let _held =
         Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, e)| format!("locking: {e}"))?;
     if !report.exists() {
-        let out = Command::new(env!("CARGO_BIN_EXE_bondcheck"))
+        let log_path = dir.join(format!("{slug}.log"));
+        let log = File::create(&log_path)?;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bondcheck"))
             .current_dir(common::repo())
             .arg("run")
+            .arg("--verbose")
             .arg("--kernel=auto")
             .arg(format!("--apply={applier}"))
             .arg(format!(
@@ -177,18 +186,51 @@ fn case_report(case: &Case, applier: Applier) -> Result<Value, Failed> {
             .arg("--report")
             .arg(&report)
             .arg(&case.path)
-            .output()?;
-        let code = out.status.code();
-        if !report.exists() || !matches!(code, Some(0 | 1)) {
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        let status = wait_or_stop(&mut child)?;
+        let output = std::fs::read_to_string(&log_path)?;
+        let Some(status) = status else {
             return Err(format!(
-                "bondcheck run {} ended with {:?} and no report:\n{}{}",
+                "bondcheck run {} did not end within {} s and was stopped; its output:\n{output}",
                 case.path.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
+                RUN_DEADLINE.as_secs()
+            )
+            .into());
+        };
+        if !report.exists() || !matches!(status.code(), Some(0 | 1)) {
+            return Err(format!(
+                "bondcheck run {} ended with {status:?} and no report:\n{output}",
+                case.path.display(),
             )
             .into());
         }
     }
     Ok(serde_json::from_str(&std::fs::read_to_string(&report)?)?)
+}
+
+/// Waits for `child` until [`RUN_DEADLINE`]; past it, stops it with SIGTERM (bondcheck kills its
+/// guest and exits), then SIGKILL, and answers `None`.
+fn wait_or_stop(child: &mut Child) -> std::io::Result<Option<ExitStatus>> {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let start = Instant::now();
+    while start.elapsed() < RUN_DEADLINE {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    let stopping = Instant::now();
+    while stopping.elapsed() < Duration::from_secs(5) {
+        if child.try_wait()?.is_some() {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill()?;
+    child.wait()?;
+    Ok(None)
 }
