@@ -860,16 +860,8 @@ pub fn distribution(
     let verdict = |status, message, measurements| {
         distribution_verdict(expected, status, message, measurements)
     };
-    let lost = sent.capture_loss();
-    if lost > 0 {
-        return verdict(
-            Status::Error,
-            format!(
-                "the captures themselves dropped {lost} frames: what they saw is incomplete, so \
-                 nothing is judged"
-            ),
-            measurements,
-        );
+    if let Some(why) = sent.incomplete() {
+        return verdict(Status::Error, why, measurements);
     }
     let (per_frame, fitted) = match &expected.prediction {
         Prediction::Exact(per) if per.is_empty() && sent.frames > 0 => {
@@ -1233,6 +1225,7 @@ mod tests {
             rounds: 1,
             cpu: Some(0),
             dropped_at_send: 0,
+            backlog_dropped: 0,
             send_ms: 0.0,
             total_ms: 0.0,
             captures: Vec::new(),
@@ -1338,6 +1331,24 @@ mod tests {
             &[],
         );
         assert_eq!(v.status, Status::Error);
+    }
+
+    #[test]
+    fn frames_the_receive_backlog_dropped_judge_nothing() {
+        let mut s = sent(&[&[0]]);
+        s.backlog_dropped = 2;
+        let v = distribution(
+            &expected(Prediction::Exact(vec![vec![0]])),
+            &s,
+            &names(),
+            &[],
+        );
+        assert_eq!(v.status, Status::Error);
+        assert!(
+            v.message.contains("receive backlog dropped 2 frames"),
+            "{}",
+            v.message
+        );
     }
 
     #[test]

@@ -363,17 +363,8 @@ pub const CHECK: &str = "failover.traffic";
 /// allows: one state inside a bracket-free stretch, either neighbour inside a bracket.
 pub fn check(expected: &Failover, observed: &Observed, slaves: &[String]) -> Verdict {
     let stream = &observed.stream;
-    let lost = stream.capture_loss();
-    if lost > 0 {
-        return verdict(
-            expected,
-            Status::Error,
-            format!(
-                "the captures themselves dropped {lost} frames: what they saw is incomplete, so \
-                 nothing is judged"
-            ),
-            Vec::new(),
-        );
+    if let Some(why) = stream.incomplete() {
+        return verdict(expected, Status::Error, why, Vec::new());
     }
     let n = stream.sends.len();
     let seen = seen_on(&stream.arrivals, n);

@@ -8,10 +8,11 @@
 //!   traffic engine and the captures block their thread), in the cases' order, and gives the
 //!   results back in that order whatever order they finish in.
 //! - The [`Gate`] keeps measurement windows clean. A case holds it *shared* while it sets up,
-//!   observes, sends traffic and tears down (work that loads the one CPU of a UML guest or
-//!   changes links), *exclusively* while it applies its spec, perturbs it (a negative control)
-//!   or measures timing (the trials, the flap and the failover stream: samples the scheduler
-//!   must not delay), and not at all while it waits for an 802.3ad aggregate and captures
+//!   observes and tears down (work that loads the one CPU of a UML guest or changes links),
+//!   *exclusively* while it applies its spec, perturbs it (a negative control), sends traffic
+//!   (its rounds fill the CPU's receive backlog, one for all namespaces) or measures timing
+//!   (the trials, the flap and the failover stream: samples the scheduler must not delay), and
+//!   not at all while it waits for an 802.3ad aggregate and captures
 //!   LACPDUs (nothing but the kernel's timers acts then). Every window records how many other
 //!   cases were in flight, and how many of those were busy holding the gate, while it was open
 //!   (the report's `windows`).

@@ -502,7 +502,9 @@ async fn carry_out(
         }
     }
     on(Event::Phase("traffic"));
-    let busy = lane.shared().await;
+    // Alone: every case's frames wait in the one CPU's receive backlog, which a round fills
+    // (traffic.rs); two cases sending at once could overflow it.
+    let busy = lane.exclusive().await;
     let t = Instant::now();
     let (traffic, verdict) =
         drive_traffic(case, model, kernel, &built, applied.bond_index, applied_at).await?;

@@ -16,6 +16,13 @@
 //! on every slave (bypassing the bond). A slave's frames and its fence travel the same way,
 //! in order, to the peer's receive queue, so once a capture has seen the fence it has seen
 //! everything the bond sent that way.
+//!
+//! Every frame a veth peer end receives waits first in the receiving CPU's backlog, one queue
+//! for all namespaces (net.core.netdev_max_backlog frames), until the kernel's receive softirq
+//! hands it on; in a busy guest that work is deferred, and a round may sit there whole. So a
+//! round is sized to fit the backlog with a copy of every frame for every capture (broadcast),
+//! and the backlog's own drop counter (/proc/net/softnet_stat) is read too: frames it dropped
+//! never reached any capture, and what the captures saw is then incomplete, not the bond's doing.
 
 use std::io::IoSliceMut;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -41,8 +48,10 @@ pub(crate) const ETH_P_ALL: u16 = 0x0003;
 
 /// Frames per `sendmmsg` and per `recvmmsg`.
 const BATCH: usize = 64;
-/// Frames per round: what one capture must hold between fences.
+/// Frames per round at most: what one capture must hold between fences.
 pub const ROUND: usize = 512;
+/// The kernel's default net.core.netdev_max_backlog, if the running one cannot be read.
+const DEFAULT_BACKLOG: usize = 1000;
 /// Receive buffer per frame in a round: a small frame's skb truesize is well under this.
 const BUFFER_PER_FRAME: usize = 4096;
 
@@ -118,12 +127,16 @@ pub struct Capture {
 pub struct Sent {
     /// Frames sent through the bond.
     pub frames: usize,
-    /// Rounds they went in: at most 512 frames each, ended by a fence frame on every slave.
+    /// Rounds they went in: at most 512 frames each, fewer where a copy of every frame for
+    /// every capture must fit the receive backlog; each ended by a fence frame on every slave.
     pub rounds: usize,
     /// The CPU the frames were sent from.
     pub cpu: Option<usize>,
     /// Frames the bond dropped as they were sent (ENOBUFS): lost, as the captures show.
     pub dropped_at_send: usize,
+    /// Frames the kernel's receive backlogs dropped meanwhile (any namespace's).
+    #[serde(default)]
+    pub backlog_dropped: u64,
     /// Time spent handing the frames to the bond.
     pub send_ms: f64,
     /// Time from the first frame to the last round's fences reaching every capture.
@@ -135,10 +148,58 @@ pub struct Sent {
 }
 
 impl Sent {
-    /// Frames lost by the captures themselves: if not zero, what they saw is incomplete.
-    pub fn capture_loss(&self) -> u32 {
-        self.captures.iter().map(|c| c.dropped).sum()
+    /// Why what the captures saw is incomplete, if it is.
+    pub fn incomplete(&self) -> Option<String> {
+        incomplete(&self.captures, self.backlog_dropped)
     }
+}
+
+/// Why what `captures` saw is incomplete, if it is: their own buffers dropped frames, or the
+/// kernel's receive backlog did (`backlog_dropped`) before any capture could see them.
+fn incomplete(captures: &[Capture], backlog_dropped: u64) -> Option<String> {
+    let lost: u32 = captures.iter().map(|c| c.dropped).sum();
+    match (lost, backlog_dropped) {
+        (0, 0) => None,
+        (0, b) => Some(format!(
+            "the kernel's receive backlog dropped {b} frames before any capture saw them \
+             (/proc/net/softnet_stat): what the captures saw is incomplete, so nothing is judged"
+        )),
+        (l, _) => Some(format!(
+            "the captures themselves dropped {l} frames: what they saw is incomplete, so \
+             nothing is judged"
+        )),
+    }
+}
+
+/// Frames the kernel has dropped from its per-CPU receive backlogs since boot, all CPUs and
+/// namespaces together (/proc/net/softnet_stat: one line per CPU, the second column, in hex).
+fn backlog_drops() -> Result<u64> {
+    let text = std::fs::read_to_string("/proc/net/softnet_stat")
+        .map_err(|e| Error::run(format!("traffic: reading /proc/net/softnet_stat: {e}")))?;
+    text.lines()
+        .map(|line| {
+            line.split_whitespace()
+                .nth(1)
+                .and_then(|d| u64::from_str_radix(d, 16).ok())
+                .ok_or_else(|| {
+                    Error::run(format!(
+                        "traffic: /proc/net/softnet_stat: unreadable line {line:?}"
+                    ))
+                })
+        })
+        .sum()
+}
+
+/// Frames per round for `captures` captures: a copy of each for every capture, and the
+/// fences, fit the receive backlog at once.
+fn round_size(captures: usize) -> usize {
+    let backlog = std::fs::read_to_string("/proc/sys/net/core/netdev_max_backlog")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(DEFAULT_BACKLOG);
+    (backlog / captures.max(1))
+        .saturating_sub(1)
+        .clamp(1, ROUND)
 }
 
 fn os(what: &str) -> impl Fn(nix::Error) -> Error + '_ {
@@ -289,6 +350,10 @@ pub struct Sockets {
     peers: Vec<String>,
     /// Gratuitous ARPs seen so far.
     garps: Vec<Garp>,
+    /// The receive backlogs' drop count when the sockets were opened.
+    backlog_drops_at_open: u64,
+    /// Frames per round.
+    round: usize,
 }
 
 impl Sockets {
@@ -354,9 +419,19 @@ impl Sockets {
             fences,
             captures,
             stats,
-            peers: lanes.iter().map(|l| l.peer.clone()).collect(),
+            peers: lanes
+                .iter()
+                .map(|l| format!("{}'s peer end {}", l.slave, l.peer))
+                .collect(),
             garps: Vec::new(),
+            backlog_drops_at_open: backlog_drops()?,
+            round: round_size(lanes.len()),
         })
+    }
+
+    /// Frames the receive backlogs dropped since the sockets were opened.
+    fn backlog_dropped(&self) -> Result<u64> {
+        Ok(backlog_drops()?.saturating_sub(self.backlog_drops_at_open))
     }
 
     /// Sends `frames` in order, each through the socket of its VLAN, consecutive frames of one
@@ -454,9 +529,16 @@ impl Sockets {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 let late: Vec<&str> = waiting.iter().map(|i| self.peers[*i].as_str()).collect();
+                let backlog = match self.backlog_dropped()? {
+                    0 => String::new(),
+                    n => format!(
+                        " (the kernel's receive backlog dropped {n} frames meanwhile, \
+                         /proc/net/softnet_stat)"
+                    ),
+                };
                 return Err(Error::run(format!(
                     "traffic: no fence of round {round} reached {} within {} ms: the capture is \
-                     incomplete",
+                     incomplete{backlog}",
                     late.join(", "),
                     deadline.as_millis()
                 )));
@@ -500,8 +582,8 @@ pub fn run(
                 let mut arrivals = Vec::new();
                 let mut send_time = Duration::ZERO;
                 let mut dropped = 0;
-                let rounds = frames.chunks(ROUND).len();
-                for (round, chunk) in frames.chunks(ROUND).enumerate() {
+                let rounds = frames.chunks(sockets.round).len();
+                for (round, chunk) in frames.chunks(sockets.round).enumerate() {
                     let t = Instant::now();
                     dropped += sockets.send(chunk)?;
                     send_time += t.elapsed();
@@ -519,6 +601,7 @@ pub fn run(
                     rounds,
                     cpu,
                     dropped_at_send: dropped,
+                    backlog_dropped: sockets.backlog_dropped()?,
                     send_ms: send_time.as_secs_f64() * 1e3,
                     total_ms: start.elapsed().as_secs_f64() * 1e3,
                     captures: sockets.finish(&arrivals)?,
@@ -559,6 +642,9 @@ pub struct Streamed {
     pub cpu: Option<usize>,
     /// Frames the bond dropped as they were sent (ENOBUFS): lost, as the captures show.
     pub dropped_at_send: usize,
+    /// Frames the kernel's receive backlogs dropped meanwhile (any namespace's).
+    #[serde(default)]
+    pub backlog_dropped: u64,
     /// Per frame, in sequence order: the send call that carried it.
     pub sends: Vec<SendTime>,
     /// What each slave's capture saw.
@@ -570,8 +656,9 @@ pub struct Streamed {
 }
 
 impl Streamed {
-    pub fn capture_loss(&self) -> u32 {
-        self.captures.iter().map(|c| c.dropped).sum()
+    /// Why what the captures saw is incomplete, if it is.
+    pub fn incomplete(&self) -> Option<String> {
+        incomplete(&self.captures, self.backlog_dropped)
     }
 }
 
@@ -616,6 +703,7 @@ pub fn stream(
     Ok(Streamed {
         cpu,
         dropped_at_send: dropped,
+        backlog_dropped: sockets.backlog_dropped()?,
         sends,
         captures: sockets.finish(&arrivals)?,
         arrivals,
