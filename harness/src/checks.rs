@@ -1314,9 +1314,9 @@ mod tests {
     }
 
     #[test]
-    fn a_capture_that_dropped_frames_judges_nothing() {
-        let mut s = sent(&[&[0]]);
-        s.captures.push(crate::traffic::Capture {
+    fn frames_lost_before_the_captures_judge_nothing() {
+        let mut by_capture = sent(&[&[0]]);
+        by_capture.captures.push(crate::traffic::Capture {
             slave: "eth0".into(),
             peer: "p0".into(),
             frames: 1,
@@ -1324,31 +1324,21 @@ mod tests {
             dropped: 3,
             absent: None,
         });
-        let v = distribution(
-            &expected(Prediction::Exact(vec![vec![0]])),
-            &s,
-            &names(),
-            &[],
-        );
-        assert_eq!(v.status, Status::Error);
-    }
-
-    #[test]
-    fn frames_the_receive_backlog_dropped_judge_nothing() {
-        let mut s = sent(&[&[0]]);
-        s.backlog_dropped = 2;
-        let v = distribution(
-            &expected(Prediction::Exact(vec![vec![0]])),
-            &s,
-            &names(),
-            &[],
-        );
-        assert_eq!(v.status, Status::Error);
-        assert!(
-            v.message.contains("receive backlog dropped 2 frames"),
-            "{}",
-            v.message
-        );
+        let mut by_backlog = sent(&[&[0]]);
+        by_backlog.backlog_dropped = 2;
+        for (s, why) in [
+            (by_capture, "captures themselves dropped 3 frames"),
+            (by_backlog, "receive backlog dropped 2 frames"),
+        ] {
+            let v = distribution(
+                &expected(Prediction::Exact(vec![vec![0]])),
+                &s,
+                &names(),
+                &[],
+            );
+            assert_eq!(v.status, Status::Error);
+            assert!(v.message.contains(why), "{}", v.message);
+        }
     }
 
     #[test]
