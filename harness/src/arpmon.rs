@@ -178,16 +178,45 @@ impl ArpMonitor {
         }
     }
 
-    /// The least kernel time `trials` blocks and unblocks take: each down after missed_max
-    /// intervals and each up after one, at the interval in ms (`period_ms`).
-    pub fn inherent_ms(&self, trials: usize, period_ms: f64) -> f64 {
-        trials as f64 * (self.missed_max + 1) as f64 * period_ms
+    /// How long the monitor needs, after the bond opens and after each change of the active
+    /// slave, before every backup is judged by what it receives: Some(ms) where backups are
+    /// validated (arp_validate backup, all, filter_backup in active-backup), None elsewhere.
+    ///
+    /// A validated backup counts the active slave's request flooded to it only once the
+    /// active slave has received since it was made active (bond_arp_rcv, case (b):
+    /// time_after(last_rx(active), active->last_link_up)). The new active slave's first
+    /// reply comes at the tick after the change (at the change's own tick it arrives within
+    /// the same jiffy: not after), its next request is counted by the backups at the tick
+    /// after that: two ticks, 2·(δ+G) jiffies. A slave cut or restored sooner is judged by
+    /// other rules: a backup whose last counted receipt is from before the change goes down
+    /// with the active slave (no failover), and a restored one is not counted until then. The
+    /// trials wait this long (no event shows it) so that each cut and restore meets the
+    /// steady bond the windows describe. With HZ unknown: three intervals, more than two
+    /// ticks at any HZ.
+    pub fn settle_ms(&self, hz: Option<u32>) -> Option<f64> {
+        let validated = matches!(self.validate, "backup" | "all" | "filter_backup");
+        (self.mode == Mode::ActiveBackup && validated).then(|| match hz.filter(|hz| *hz > 0) {
+            Some(hz) => {
+                let d = self.delta(hz);
+                (2 * (d + timer_granularity(d))) as f64 * 1000.0 / f64::from(hz)
+            }
+            None => 3.0 * self.interval_ms as f64,
+        })
     }
 
-    /// The interval in ms at `hz` (the interval itself where HZ is unknown).
-    pub fn period_ms(&self, hz: Option<u32>) -> f64 {
+    /// The least kernel time `trials` blocks and unblocks take: each down after missed_max
+    /// ticks and each up after one ([`Self::tick_ms`]), and the settle before each (see
+    /// [`Self::settle_ms`]).
+    pub fn inherent_ms(&self, trials: usize, hz: Option<u32>) -> f64 {
+        let settle = self.settle_ms(hz).unwrap_or(0.0);
+        trials as f64 * ((self.missed_max + 1) as f64 * self.tick_ms(hz) + 2.0 * settle)
+    }
+
+    /// The monitor's least tick in ms at `hz`, δ + 1 jiffy ([`crate::model::least_tick_ms`];
+    /// the interval itself where HZ is unknown).
+    pub fn tick_ms(&self, hz: Option<u32>) -> f64 {
         match hz.filter(|hz| *hz > 0) {
-            Some(hz) => self.delta(hz) as f64 * 1000.0 / f64::from(hz),
+            Some(hz) => crate::model::least_tick_ms(self.delta(hz), hz),
             None => self.interval_ms as f64,
         }
     }
@@ -257,6 +286,30 @@ mod tests {
         assert_eq!(bounds(&xor.up_window(100, "eth0")), (100.0, 220.0));
         assert_eq!(bounds(&xor.up_window(100, "eth1")), (0.0, 220.0));
         assert_eq!(xor.logged(false), "interface is now down");
+    }
+
+    #[test]
+    fn backups_validated_from_the_active_slaves_requests_need_two_ticks_after_a_change() {
+        let with = |mode, validate| ArpMonitor {
+            validate,
+            ..monitor(mode, 2)
+        };
+        for validate in ["backup", "all", "filter_backup"] {
+            let ab = with(Mode::ActiveBackup, validate);
+            // δ = 10 jiffies, G = 1: two ticks of at most 11 jiffies.
+            assert_eq!(ab.settle_ms(Some(100)), Some(220.0), "{validate}");
+            assert_eq!(ab.settle_ms(None), Some(300.0), "{validate}");
+            // Three ticks of 11 jiffies and two settles a trial.
+            assert_eq!(ab.inherent_ms(5, Some(100)), 5.0 * (330.0 + 440.0));
+        }
+        for validate in ["none", "active", "filter", "filter_active"] {
+            let ab = with(Mode::ActiveBackup, validate);
+            assert_eq!(ab.settle_ms(Some(100)), None, "{validate}");
+            assert_eq!(ab.inherent_ms(5, Some(100)), 1650.0);
+            assert_eq!(ab.inherent_ms(5, None), 1500.0);
+        }
+        // In the load-balancing modes every slave is active and validates the replies.
+        assert_eq!(with(Mode::BalanceXor, "all").settle_ms(Some(100)), None);
     }
 
     #[test]

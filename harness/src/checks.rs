@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::distribution::{Expected, Prediction};
-use crate::kmsg::{Known, Record, is_trouble};
+use crate::kmsg::{self, Known, Record, is_trouble};
 use crate::model::{
     ANSWERS, Answer, DISTRIBUTION, Expectation, FAILOVER, Model, Rule, Selection, VIEWS_AGREE,
     Value, Window,
@@ -253,7 +253,35 @@ pub const FLAP: &str = "timing.flap";
 
 /// Every sample of a transition inside its window: strictly after the lower bound (the driver
 /// cannot commit earlier) and at most the upper bound plus the backend's tolerance.
-fn window_verdict(check: &str, window: &Window, samples: &[Sample], tolerance_ms: f64) -> Verdict {
+/// When the kernel made a sample's commit, in ms after the cut, as far as the clocks bound it:
+/// no later than the netlink notification's receipt (the commit sends it) and, where the
+/// kernel logged the commit, within what the record's stamp allows (the calibrated offsets of
+/// `kmsg::Clock`, and a record carries the last step of the log's clock before it). The
+/// receipt alone also counts the time bondcheck waited to be scheduled, which a loaded host
+/// stretches: once a notification came 88 ms after the kernel had logged its commit on time.
+/// None if no commit was announced.
+fn commit_bounds(s: &Sample, clock: Option<&kmsg::Clock>) -> Option<(f64, f64)> {
+    let heard = s.netlink_ms?;
+    Some(match (s.kmsg_ms, clock) {
+        (Some(k), Some(c)) => {
+            let half = (c.offset_max - c.offset_min) / 2.0;
+            let latest = heard.min(k + half + c.resolution);
+            ((k - half).min(latest), latest)
+        }
+        _ => (heard, heard),
+    })
+}
+
+/// Judges each sample's commit by [`commit_bounds`]: too early if it came at the window's
+/// lower bound or before for certain, too late if certainly past the upper bound and the
+/// tolerance.
+fn window_verdict(
+    check: &str,
+    window: &Window,
+    samples: &[Sample],
+    clock: Option<&kmsg::Clock>,
+    tolerance_ms: f64,
+) -> Verdict {
     let limit = window.upper_ms + tolerance_ms;
     // The window itself as numbers, for readers that draw it (the HTML report's timelines).
     let mut measurements: Vec<Measurement> = [
@@ -269,35 +297,45 @@ fn window_verdict(check: &str, window: &Window, samples: &[Sample], tolerance_ms
     })
     .collect();
     let mut problems = Vec::new();
+    let mut late_receipts = Vec::new();
     let mut got = Vec::new();
     for s in samples {
-        match s.netlink_ms {
-            Some(v) => {
+        match (s.netlink_ms, commit_bounds(s, clock)) {
+            (Some(v), Some((earliest, latest))) => {
                 got.push(v);
                 measurements.push(Measurement {
                     name: format!("trial_{}", s.trial),
                     value: v,
                     unit: "ms",
                 });
-                // How much of the tolerance the sample used (0 inside the model's window).
+                // How much of the tolerance the commit used (0 inside the model's window).
                 measurements.push(Measurement {
                     name: format!("trial_{}_tolerance_used", s.trial),
-                    value: (v - window.upper_ms).max(0.0),
+                    value: (earliest - window.upper_ms).max(0.0),
                     unit: "ms",
                 });
-                if v <= window.lower_ms {
+                if latest <= window.lower_ms {
                     problems.push(format!(
-                        "trial {}: {v:.1} ms is not after {} ms",
+                        "trial {}: committed by {latest:.1} ms, not after {} ms",
                         s.trial, window.lower_ms
                     ));
-                } else if v > limit {
+                } else if earliest > limit {
                     problems.push(format!(
-                        "trial {}: {v:.1} ms is past {} ms + tolerance {tolerance_ms} ms",
+                        "trial {}: committed at {earliest:.1} ms or later, past {} ms + tolerance \
+                         {tolerance_ms} ms",
                         s.trial, window.upper_ms
                     ));
                 }
+                if v - latest > tolerance_ms {
+                    late_receipts.push(format!(
+                        "trial {}: the notification came {:.1} ms after the kernel logged the \
+                         commit",
+                        s.trial,
+                        v - latest
+                    ));
+                }
             }
-            None => problems.push(format!(
+            _ => problems.push(format!(
                 "trial {}: no commit announced within the deadline",
                 s.trial
             )),
@@ -331,18 +369,25 @@ fn window_verdict(check: &str, window: &Window, samples: &[Sample], tolerance_ms
         .map(|v| format!("{v:.1}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let kernel_log: Vec<String> = samples
-        .iter()
-        .filter_map(|s| s.kmsg_ms.map(|k| format!("{k:.1}")))
-        .collect();
-    let clocks = format!(
-        "netlink [{list}] ms; kernel log [{}] ms",
-        if kernel_log.is_empty() {
-            "not read".to_string()
-        } else {
-            kernel_log.join(", ")
-        }
-    );
+    // A trial whose commit the log did not tell (unreadable, or said by two bonds) shows "-".
+    let kernel_log = if samples.iter().all(|s| s.kmsg_ms.is_none()) {
+        "not read".to_string()
+    } else {
+        samples
+            .iter()
+            .map(|s| s.kmsg_ms.map_or("-".to_string(), |k| format!("{k:.1}")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let clocks = format!("netlink [{list}] ms; kernel log [{kernel_log}] ms");
+    let clocks = if late_receipts.is_empty() {
+        clocks
+    } else {
+        format!(
+            "{clocks} (judged by the kernel log: {})",
+            late_receipts.join("; ")
+        )
+    };
     let (status, message) = if problems.is_empty() {
         (
             Status::Pass,
@@ -386,8 +431,20 @@ pub fn timing(
 ) -> Vec<Verdict> {
     let mut out = match windows {
         Some((down, up)) => vec![
-            window_verdict(ids[0], down, &measured.down, tolerance_ms),
-            window_verdict(ids[1], up, &measured.up, tolerance_ms),
+            window_verdict(
+                ids[0],
+                down,
+                &measured.down,
+                measured.log_clock.as_ref(),
+                tolerance_ms,
+            ),
+            window_verdict(
+                ids[1],
+                up,
+                &measured.up,
+                measured.log_clock.as_ref(),
+                tolerance_ms,
+            ),
         ],
         None => ids
             .iter()
@@ -1069,6 +1126,90 @@ fn shares_verdict(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_commit_is_judged_by_the_kernel_log_where_a_notification_came_late() {
+        let window = Window {
+            lower_ms: 0.0,
+            upper_ms: 110.0,
+            rule: Rule {
+                text: "one tick".into(),
+                source: "bond_main.c",
+            },
+        };
+        // UML's log clock: jiffies, offsets within 0.2 ms.
+        let clock = kmsg::Clock {
+            offset_min: -0.1,
+            offset_max: 0.1,
+            resolution: 10.0,
+        };
+        let sample = |trial, netlink_ms, kmsg_ms| Sample {
+            trial,
+            netlink_ms: Some(netlink_ms),
+            kmsg_ms,
+            active: None,
+            addresses: Default::default(),
+        };
+        // Heard 88 ms after the kernel logged its commit, on time.
+        let late_receipt = [sample(1, 104.3, Some(103.3)), sample(2, 195.0, Some(107.3))];
+        let v = window_verdict(
+            "timing.downdelay",
+            &window,
+            &late_receipt,
+            Some(&clock),
+            30.0,
+        );
+        assert_eq!(v.status, Status::Pass, "{}", v.message);
+        assert!(
+            v.message
+                .contains("trial 2: the notification came 77.6 ms after"),
+            "{}",
+            v.message
+        );
+        // The kernel itself late: both clocks say so.
+        let late_commit = [sample(1, 215.0, Some(214.6))];
+        let v = window_verdict(
+            "timing.downdelay",
+            &window,
+            &late_commit,
+            Some(&clock),
+            30.0,
+        );
+        assert_eq!(v.status, Status::Fail);
+        assert!(
+            v.message
+                .contains("trial 1: committed at 214.5 ms or later"),
+            "{}",
+            v.message
+        );
+        // Without the log, the receipt is all there is.
+        let v = window_verdict("timing.downdelay", &window, &late_receipt, None, 30.0);
+        assert_eq!(v.status, Status::Fail);
+        assert!(
+            v.message.contains("trial 2: committed at 195.0 ms"),
+            "{}",
+            v.message
+        );
+        // Too early: the notification bounds the commit from above.
+        let early = Window {
+            lower_ms: 100.0,
+            ..window
+        };
+        let v = window_verdict(
+            "timing.downdelay",
+            &early,
+            &[sample(1, 99.0, Some(98.9))],
+            Some(&clock),
+            30.0,
+        );
+        assert_eq!(v.status, Status::Fail);
+        assert!(
+            v.message
+                .contains("trial 1: committed by 99.0 ms, not after 100 ms"),
+            "{}",
+            v.message
+        );
+    }
 
     fn view(updelay: u32, mii: &str) -> BondView {
         BondView {

@@ -144,6 +144,23 @@ pub struct Observed {
 
 /// bond_3ad.c: a port waits AD_AGGREGATE_WAIT_TIME after it is selected before it attaches.
 pub const AGGREGATE_WAIT: Duration = Duration::from_secs(2);
+/// bond_3ad.c AD_TIMER_INTERVAL: the state machines run every 100 ms, a delayed work re-armed
+/// msecs_to_jiffies(100) ahead.
+const TIMER_INTERVAL_MS: u64 = 100;
+
+/// The aggregate wait as the state machines count it, in ticks (AD_AGGREGATE_WAIT_TIME ·
+/// ad_ticks_per_sec), and the least length of their tick in ms at `hz`
+/// ([`crate::model::least_tick_ms`]; AD_TIMER_INTERVAL itself where HZ is unknown).
+pub fn aggregate_wait(hz: Option<u32>) -> (u64, f64) {
+    let ticks = AGGREGATE_WAIT.as_millis() as u64 / TIMER_INTERVAL_MS;
+    let tick = match hz.filter(|hz| *hz > 0) {
+        Some(hz) => {
+            crate::model::least_tick_ms((TIMER_INTERVAL_MS * u64::from(hz)).div_ceil(1000), hz)
+        }
+        None => TIMER_INTERVAL_MS as f64,
+    };
+    (ticks, tick)
+}
 /// bond_3ad.c AD_FAST_PERIODIC_TIME / AD_SLOW_PERIODIC_TIME: the LACPDU period a side uses when
 /// its partner asks for the short timeout (lacp_rate fast) or not.
 const FAST_PERIODIC: Duration = Duration::from_secs(1);

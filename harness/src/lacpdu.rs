@@ -361,14 +361,16 @@ pub fn window(expected: &Expected, clock: &Clock, slow: bool) -> Duration {
 }
 
 /// The kernel time the steady-state capture cannot avoid, in ms at `hz`: as many of the
-/// shortest fast intervals (3·floor(10/3) ticks of 100 ms) as the capture must see, one more
-/// than judged, whatever the cadences (a side expected silent is watched as long).
+/// shortest fast intervals (3·floor(10/3) ticks, each at least P + 1 jiffy:
+/// [`crate::model::least_tick_ms`]) as the capture must see, one more than judged, whatever
+/// the cadences (a side expected silent is watched as long).
 pub fn inherent(hz: u32) -> crate::model::Wait {
     let clock = Clock {
         hz,
         tolerance_ms: 0.0,
     };
-    let short = (FAST_TICKS / TX_TICKS * TX_TICKS) as f64 * clock.period() * clock.jiffy_ms();
+    let tick = crate::model::least_tick_ms(clock.period() as u64, hz);
+    let short = (FAST_TICKS / TX_TICKS * TX_TICKS) as f64 * tick;
     let n = (INTERVALS + 1) as f64;
     crate::model::Wait {
         term: "lacpdus",
@@ -376,8 +378,8 @@ pub fn inherent(hz: u32) -> crate::model::Wait {
         rule: crate::model::Rule {
             text: format!(
                 "{n}·{short} ms: the LACPDU checks judge {INTERVALS} intervals after one left \
-                 out, and a fast interval is at least 3·floor(10/3) state machine ticks of 100 \
-                 ms (a side expected silent is watched as long)"
+                 out, and a fast interval is at least 3·floor(10/3) state machine ticks of at \
+                 least {tick} ms (a side expected silent is watched as long)"
             ),
             source: SOURCE,
         },
@@ -708,6 +710,13 @@ mod tests {
         let (lo, hi) = Cadence::window(300, &CLOCK);
         assert_eq!(lo, 29940.0);
         assert!((hi - 33390.0).abs() < 1e-6, "{hi}");
+    }
+
+    #[test]
+    fn the_capture_waits_at_least_four_of_the_shortest_fast_intervals() {
+        // 9 ticks of at least 10 + 1 jiffies at HZ=100: 990 ms, as UML sends them.
+        assert_eq!(inherent(100).ms, 4.0 * 990.0);
+        assert_eq!(inherent(1000).ms, 4.0 * 9.0 * 101.0);
     }
 
     /// LACPDUs captured in UML (Linux 6.1.176) between an active bond and an active partner,

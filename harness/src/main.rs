@@ -135,11 +135,9 @@ struct RunArgs {
     live: Option<bool>,
 }
 
-/// One lane unless asked: with more, a timing sample once saw a netlink notification 40 ms
-/// late while the kernel destroyed another case's namespaces in the background (README.md,
-/// Lanes). Cases now delete their links themselves under their gate; opt-in until 4-lane runs
-/// are measured clean with that.
-const DEFAULT_JOBS: u16 = 1;
+/// Four lanes: the kernel's waits dominate a run, so even two CPUs overlap four cases' waits,
+/// and each timing window is taken alone (README.md, Lanes, for the side-by-side figures).
+const DEFAULT_JOBS: u16 = 4;
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum ColorChoice {

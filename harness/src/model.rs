@@ -259,6 +259,16 @@ pub struct Window {
 
 /// The timer wheel's granularity, in jiffies, for a timer armed `period` jiffies ahead
 /// (kernel/time/timer.c, calc_index): 1 jiffy below 63, then 8, then 64.
+/// The least time between two runs of a delayed work that re-arms itself `jiffies` ahead (a
+/// link monitor's tick, the 802.3ad state machine's), in ms at `hz`: a timer fires no sooner
+/// than the jiffy after its expiry (kernel/time/timer.c, calc_index: the first level's bucket
+/// is expires + 1, the outer levels round up further), and the work re-arms from the jiffy it
+/// runs in, so a tick lasts at least δ + 1 jiffies. The inherent times count ticks at this
+/// length.
+pub fn least_tick_ms(jiffies: u64, hz: u32) -> f64 {
+    (jiffies + 1) as f64 * 1000.0 / f64::from(hz)
+}
+
 pub fn timer_granularity(period: u64) -> u64 {
     if period < 63 {
         1
@@ -278,10 +288,11 @@ impl Monitor {
         (self.miimon_ms * u64::from(hz)).div_ceil(1000) as f64
     }
 
-    /// The period in ms at `hz`; without HZ, miimon itself, which no HZ makes longer.
-    fn period_ms(&self, hz: Option<u32>) -> f64 {
+    /// T: the monitor's least tick in ms at `hz`, P + 1 jiffy ([`least_tick_ms`]); without
+    /// HZ, miimon itself, which no HZ makes longer.
+    fn least_tick_ms(&self, hz: Option<u32>) -> f64 {
         match hz.filter(|hz| *hz > 0) {
-            Some(hz) => self.period_jiffies(hz) * 1000.0 / f64::from(hz),
+            Some(hz) => least_tick_ms(self.period_jiffies(hz) as u64, hz),
             None => self.miimon_ms as f64,
         }
     }
@@ -419,11 +430,11 @@ impl Model {
     }
 
     /// The kernel time a case with `demands` cannot avoid, term by term (terms of zero are
-    /// left out). P is the monitor period at `hz` (miimon where HZ is unknown), D and U the
-    /// delays in ticks.
+    /// left out). T is the monitor's least tick at `hz` (P + 1 jiffy, [`least_tick_ms`];
+    /// miimon where HZ is unknown), D and U the delays in ticks.
     pub fn inherent(&self, hz: Option<u32>, demands: Demands) -> Vec<Wait> {
         let m = &self.monitor;
-        let p = m.period_ms(hz);
+        let p = m.least_tick_ms(hz);
         let (d, u) = (m.down_ticks as f64, m.up_ticks as f64);
         let mut waits = Vec::new();
         let mut add = |term, ms: f64, text: String, source| {
@@ -450,7 +461,7 @@ impl Model {
                 "settle",
                 u * p,
                 format!(
-                    "U·P = {u}·{p} ms: a slave enslaved with carrier waits updelay ticks before it \
+                    "U·T = {u}·{p} ms: a slave enslaved with carrier waits updelay ticks before it \
                      is committed up; only the first one, while no slave is usable, skips them \
                      (never in balance-rr)"
                 ),
@@ -458,12 +469,15 @@ impl Model {
             );
         }
         if demands.lacp_partner {
+            let (ticks, tick) = crate::lacp::aggregate_wait(hz);
             add(
                 "lacp",
-                crate::lacp::AGGREGATE_WAIT.as_secs_f64() * 1e3,
-                "a selected port waits AD_AGGREGATE_WAIT_TIME (2 s) before it attaches, and only \
-                     an attached port collects and distributes"
-                    .into(),
+                ticks as f64 * tick,
+                format!(
+                    "{ticks}·{tick} ms: a selected port waits AD_AGGREGATE_WAIT_TIME (2 s, \
+                     {ticks} state machine ticks of at least {tick} ms) before it attaches, and \
+                     only an attached port collects and distributes"
+                ),
                 BOND_3AD_C,
             );
         }
@@ -472,21 +486,27 @@ impl Model {
                 "traffic.cut",
                 d * p,
                 format!(
-                    "D·P = {d}·{p} ms: a cut slave is committed down downdelay ticks after the \
+                    "D·T = {d}·{p} ms: a cut slave is committed down downdelay ticks after the \
                      first monitor tick that sees it without carrier"
                 ),
                 BOND_MAIN_C,
             );
         }
         if let Some(arp) = self.arp.as_ref().filter(|_| demands.trials > 0) {
-            let (n, mm, p) = (demands.trials, arp.missed_max, arp.period_ms(hz));
+            let (n, mm, p) = (demands.trials, arp.missed_max, arp.tick_ms(hz));
+            let settle = arp.settle_ms(hz).map_or(String::new(), |s| {
+                format!(
+                    ", and each cut and restore waits the {s} ms after a change of the active \
+                     slave that the backups need before they are validated again: + 2·N·{s} ms"
+                )
+            });
             add(
                 "timing",
-                arp.inherent_ms(n, p),
+                arp.inherent_ms(n, hz),
                 format!(
-                    "N·(M+1)·δ = {n}·({mm}+1)·{p} ms: each silenced slave is committed down no \
+                    "N·(M+1)·T = {n}·({mm}+1)·{p} ms (T = δ + 1 jiffy, the least tick): each silenced slave is committed down no \
                      sooner than arp_missed_max intervals after its last reply, and back up no \
-                     sooner than an interval after its port forwards again"
+                     sooner than an interval after its port forwards again{settle}"
                 ),
                 BOND_MAIN_C,
             );
@@ -502,10 +522,10 @@ impl Model {
                 "timing",
                 n * (d + u + 2.0) * p - p,
                 format!(
-                    "N·(D+U+2)·P − P = {n}·({d}+{u}+2)·{p} − {p} ms: each carrier change is seen \
+                    "N·(D+U+2)·T − T = {n}·({d}+{u}+2)·{p} − {p} ms: each carrier change is seen \
                      at the first monitor tick after it and committed D (U) ticks later; every \
                      cut and restore follows the previous commit, itself made at a tick, so it \
-                     waits a whole period to be seen, all but the first cut"
+                     waits a whole tick to be seen, all but the first cut"
                 ),
                 BOND_MAIN_C,
             );
@@ -514,7 +534,7 @@ impl Model {
                     "timing.flap",
                     2.0 * p,
                     format!(
-                        "2·P = 2·{p} ms: a flap's cut is seen at the next tick (going down), and \
+                        "2·T = 2·{p} ms: a flap's cut is seen at the next tick (going down), and \
                          the carrier given back then is seen a tick later (up)"
                     ),
                     BOND_MAIN_C,
@@ -524,7 +544,7 @@ impl Model {
                 "failover",
                 (d + u + 2.0) * p,
                 format!(
-                    "(D+U+2)·P = ({d}+{u}+2)·{p} ms: one more cut and restore, with traffic \
+                    "(D+U+2)·T = ({d}+{u}+2)·{p} ms: one more cut and restore, with traffic \
                      flowing, each seen at the tick after it and committed D (U) ticks later"
                 ),
                 BOND_MAIN_C,
@@ -912,26 +932,29 @@ mod tests {
             cuts: true,
             lacp_partner: false,
         };
-        // balance-rr waits updelay for every slave; 2 + 2 ticks of 10 jiffies per trial, plus
-        // the tick that sees each change, but the first.
+        // balance-rr waits updelay for every slave; 2 + 2 ticks of 10 + 1 jiffies per trial,
+        // plus the tick that sees each change, but the first.
         assert_eq!(
             terms(&m.inherent(Some(100), all)),
             [
-                ("settle", 200.0),
-                ("traffic.cut", 200.0),
-                ("timing", 2900.0),
-                ("timing.flap", 200.0),
-                ("failover", 600.0)
+                ("settle", 220.0),
+                ("traffic.cut", 220.0),
+                ("timing", 3190.0),
+                ("timing.flap", 220.0),
+                ("failover", 660.0)
             ]
         );
-        // HZ=300: P = ceil(100 ms · 300 / 1000) = 30 jiffies = 100 ms exactly.
+        // HZ=300: P = ceil(100 ms · 300 / 1000) = 30 jiffies, a tick at least 31.
         assert_eq!(
             terms(&m.inherent(Some(300), Demands::default())),
+            [("settle", 2.0 * 31.0 * 1000.0 / 300.0)]
+        );
+        // Unknown HZ: ticks of miimon, which no HZ shortens.
+        assert_eq!(
+            terms(&m.inherent(None, Demands::default())),
             [("settle", 200.0)]
         );
-        // Unknown HZ: miimon, which no HZ shortens.
-        assert_eq!(m.inherent(None, all), m.inherent(Some(1000), all));
-        assert_eq!(inherent_ms(&m.inherent(Some(100), all)), 4100.0);
+        assert_eq!(inherent_ms(&m.inherent(Some(100), all)), 4510.0);
         assert!(inherent_ms(&[]).is_sign_positive());
     }
 
@@ -946,7 +969,7 @@ mod tests {
         let two = one.replace("eth0", "eth0 eth1");
         assert_eq!(
             terms(&model(&two).inherent(Some(100), Demands::default())),
-            [("settle", 300.0)]
+            [("settle", 330.0)]
         );
         // 802.3ad forces miimon 100, without updelay.
         let ad = "iface bond0 inet manual\n    bond-slaves eth0 eth1\n    bond-mode 802.3ad\n";
@@ -954,9 +977,10 @@ mod tests {
             lacp_partner: true,
             ..Demands::default()
         };
+        // 20 state machine ticks of at least 11 jiffies.
         assert_eq!(
             terms(&model(ad).inherent(Some(100), partner)),
-            [("lacp", 2000.0)]
+            [("lacp", 2200.0)]
         );
     }
 

@@ -575,14 +575,25 @@ async fn carry_out(
     if let Some(slave) = case.timing_slave() {
         let others_up = case.spec.bond.slaves.len() > 1;
         // The MII monitor sees a carrier cut; the ARP monitor a silenced switch port.
-        let (windows, cut, ids, logged) = match &model.arp {
+        let (windows, cut, ids, logged, settle) = match &model.arp {
             Some(arp) => {
                 let roles = arp.roles(slave, &active_before_cuts(model, slave, options.trials));
                 let windows = kernel
                     .hz
                     .map(|hz| (arp.down_window(hz, &roles), arp.up_window(hz, slave)));
                 let logged = [arp.logged(false), arp.logged(true)];
-                (windows, timing::Cut::Silence, arpmon::CHECKS, logged)
+                // Past the settle's last tick by the backend's scheduling noise.
+                let settle = arp
+                    .settle_ms(kernel.hz)
+                    .map_or(0.0, |s| s + kernel.timing_tolerance_ms);
+                let settle = Duration::from_secs_f64(settle / 1e3);
+                (
+                    windows,
+                    timing::Cut::Silence,
+                    arpmon::CHECKS,
+                    logged,
+                    settle,
+                )
             }
             None => {
                 let windows = kernel
@@ -593,6 +604,7 @@ async fn carry_out(
                     timing::Cut::Carrier,
                     checks::TIMING,
                     timing::MII_LOGGED,
+                    Duration::ZERO,
                 )
             }
         };
@@ -613,6 +625,7 @@ async fn carry_out(
             trials: options.trials,
             deadline,
             logged,
+            settle,
         };
         let mut measured =
             timing::measure(&built, &bond.name, slave, &plan, &mut events, &mut |n| {

@@ -23,7 +23,8 @@ pub struct Sample {
     pub trial: usize,
     /// Until the netlink notification reached bondcheck; None if none came before the deadline.
     pub netlink_ms: Option<f64>,
-    /// Until the kernel logged the commit (the kernel log's clock), where it did.
+    /// Until the kernel logged the commit (the kernel log's clock), where it did and no other
+    /// bond logged the same words for a slave of the same name meanwhile ([`kmsg::find`]).
     pub kmsg_ms: Option<f64>,
     /// The bond's active slave right after the commit (modes that have one).
     pub active: Option<String>,
@@ -113,6 +114,10 @@ pub struct Plan {
     pub deadline: Duration,
     /// The kernel log's words for the down and the up commit.
     pub logged: [&'static str; 2],
+    /// How long each cut and restore waits after the start and after the last commit, for
+    /// the monitor to judge the bond as the windows assume (the ARP monitor's settle, see
+    /// arpmon::ArpMonitor::settle_ms; zero for the MII monitor).
+    pub settle: Duration,
 }
 
 /// The kernel log's words for the MII monitor's commits (bond_miimon_commit).
@@ -143,6 +148,8 @@ pub async fn measure(
     let mut log = Kmsg::open().ok();
     let link_failures_before = link_failures(built, bond, slave).await?;
     let (mut down, mut up) = (Vec::new(), Vec::new());
+    // The last change the monitor made, or the start: the settle counts from it.
+    let mut changed = Instant::now();
     for trial in 1..=plan.trials {
         on_trial(trial);
         let transitions = [
@@ -150,6 +157,7 @@ pub async fn measure(
             (true, "up", plan.logged[1], &mut up),
         ];
         for (restore, want, logged, series) in transitions {
+            tokio::time::sleep_until((changed + plan.settle).into()).await;
             while events.try_recv().is_ok() {}
             if let Some(log) = log.as_mut() {
                 log.drain();
@@ -157,6 +165,7 @@ pub async fn measure(
             let (sent, sent_mono) = (Instant::now(), monotonic());
             plan.cut.make(built, slave, restore).await?;
             let committed = wait_for(events, slave, want, sent + plan.deadline).await;
+            changed = committed.unwrap_or_else(Instant::now);
             let kmsg_ms = log.as_mut().and_then(|log| {
                 let at = kmsg::find(&log.drain(), slave, logged)?;
                 Some(log.clock.monotonic(at) - ms(sent_mono))
