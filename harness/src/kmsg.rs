@@ -249,7 +249,10 @@ mod tests {
             at: r.at + Duration::from_millis(30),
             ..r.clone()
         };
-        assert_eq!(find(&[r, other], "enp1s0", "link status definitely down"), None);
+        assert_eq!(
+            find(&[r, other], "enp1s0", "link status definitely down"),
+            None
+        );
         assert!(parse("garbage").is_none());
     }
 
