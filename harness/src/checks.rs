@@ -251,8 +251,6 @@ pub const LINK_FAILURES: &str = "timing.link_failure_count";
 /// The id of the flap check, for timing cases with a downdelay of a tick or more.
 pub const FLAP: &str = "timing.flap";
 
-/// Every sample of a transition inside its window: strictly after the lower bound (the driver
-/// cannot commit earlier) and at most the upper bound plus the backend's tolerance.
 /// When the kernel made a sample's commit, in ms after the cut, as far as the clocks bound it:
 /// no later than the netlink notification's receipt (the commit sends it) and, where the
 /// kernel logged the commit, within what the record's stamp allows (the calibrated offsets of
@@ -272,9 +270,10 @@ fn commit_bounds(s: &Sample, clock: Option<&kmsg::Clock>) -> Option<(f64, f64)> 
     })
 }
 
-/// Judges each sample's commit by [`commit_bounds`]: too early if it came at the window's
-/// lower bound or before for certain, too late if certainly past the upper bound and the
-/// tolerance.
+/// Every sample of a transition inside its window: strictly after the lower bound (the driver
+/// cannot commit earlier) and at most the upper bound plus the backend's tolerance, its commit
+/// bounded by [`commit_bounds`]: too early only if it came at the lower bound or before for
+/// certain, too late only if certainly past the upper bound and the tolerance.
 fn window_verdict(
     check: &str,
     window: &Window,

@@ -161,6 +161,7 @@ pub fn aggregate_wait(hz: Option<u32>) -> (u64, f64) {
     };
     (ticks, tick)
 }
+
 /// bond_3ad.c AD_FAST_PERIODIC_TIME / AD_SLOW_PERIODIC_TIME: the LACPDU period a side uses when
 /// its partner asks for the short timeout (lacp_rate fast) or not.
 const FAST_PERIODIC: Duration = Duration::from_secs(1);

@@ -257,8 +257,6 @@ pub struct Window {
     pub rule: Rule,
 }
 
-/// The timer wheel's granularity, in jiffies, for a timer armed `period` jiffies ahead
-/// (kernel/time/timer.c, calc_index): 1 jiffy below 63, then 8, then 64.
 /// The least time between two runs of a delayed work that re-arms itself `jiffies` ahead (a
 /// link monitor's tick, the 802.3ad state machine's), in ms at `hz`: a timer fires no sooner
 /// than the jiffy after its expiry (kernel/time/timer.c, calc_index: the first level's bucket
@@ -269,6 +267,8 @@ pub fn least_tick_ms(jiffies: u64, hz: u32) -> f64 {
     (jiffies + 1) as f64 * 1000.0 / f64::from(hz)
 }
 
+/// The timer wheel's granularity, in jiffies, for a timer armed `period` jiffies ahead
+/// (kernel/time/timer.c, calc_index): 1 jiffy below 63, then 8, then 64.
 pub fn timer_granularity(period: u64) -> u64 {
     if period < 63 {
         1
@@ -504,9 +504,10 @@ impl Model {
                 "timing",
                 arp.inherent_ms(n, hz),
                 format!(
-                    "N·(M+1)·T = {n}·({mm}+1)·{p} ms (T = δ + 1 jiffy, the least tick): each silenced slave is committed down no \
-                     sooner than arp_missed_max intervals after its last reply, and back up no \
-                     sooner than an interval after its port forwards again{settle}"
+                    "N·(M+1)·T = {n}·({mm}+1)·{p} ms (T = δ + 1 jiffy, the least tick): each \
+                     silenced slave is committed down no sooner than arp_missed_max intervals \
+                     after its last reply, and back up no sooner than an interval after its port \
+                     forwards again{settle}"
                 ),
                 BOND_MAIN_C,
             );
