@@ -204,12 +204,53 @@ impl ArpMonitor {
         })
     }
 
-    /// The least kernel time `trials` blocks and unblocks take: each down after missed_max
-    /// ticks and each up after one ([`Self::tick_ms`]), and the settle before each (see
-    /// [`Self::settle_ms`]).
-    pub fn inherent_ms(&self, trials: usize, hz: Option<u32>) -> f64 {
+    /// The least kernel time `trials` blocks and unblocks of `slave` take, each made right
+    /// after the tick of the commit before it (or, with validated backups, right after the
+    /// settle that follows that commit, which ends at a tick too), T the least tick
+    /// ([`Self::tick_ms`]):
+    ///
+    /// - a block follows a tick whose request was answered within the jiffy (long before
+    ///   user space can act on the commit), so the slave last received at that tick and is
+    ///   committed down at the n-th tick after it, n·T > M·δ + ⌊δ/2⌋ (the down window's
+    ///   rule, with m = missed_max: a backup's one more is not counted); the first block
+    ///   follows no commit and may fall just before a tick: one tick less;
+    /// - an unblock right after the down commit's tick is first seen by the next tick's
+    ///   requests and committed at the tick after: 2·T; in the load-balancing modes a slave
+    ///   after the first in enslave order may take an earlier slave's request before its own
+    ///   inspection at that next tick: 1·T;
+    /// - the settle before every block and unblock but the first (see [`Self::settle_ms`]).
+    pub fn inherent_ms(&self, trials: usize, slave: &str, hz: Option<u32>) -> f64 {
+        if trials == 0 {
+            return 0.0;
+        }
+        let t = self.tick_ms(hz);
+        let ticks = self.down_ticks(hz) + self.up_ticks(slave);
         let settle = self.settle_ms(hz).unwrap_or(0.0);
-        trials as f64 * ((self.missed_max + 1) as f64 * self.tick_ms(hz) + 2.0 * settle)
+        let n = trials as f64;
+        n * ticks as f64 * t - t + (2.0 * n - 1.0) * settle
+    }
+
+    /// The ticks from an unblock right after a tick to the UP commit (see
+    /// [`Self::inherent_ms`]).
+    pub fn up_ticks(&self, slave: &str) -> u64 {
+        let first = self.slaves.first().is_some_and(|s| s == slave);
+        if self.mode == Mode::ActiveBackup || first {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// The ticks from a block right after an answered tick to the DOWN commit, at `hz`
+    /// (see [`Self::inherent_ms`]), ticks of the least length δ + 1 jiffies.
+    pub fn down_ticks(&self, hz: Option<u32>) -> u64 {
+        match hz.filter(|hz| *hz > 0) {
+            Some(hz) => {
+                let d = self.delta(hz);
+                (self.missed_max * d + d / 2) / (d + 1) + 1
+            }
+            None => self.missed_max + 1,
+        }
     }
 
     /// The monitor's least tick in ms at `hz`, δ + 1 jiffy ([`crate::model::least_tick_ms`];
@@ -299,15 +340,24 @@ mod tests {
             // δ = 10 jiffies, G = 1: two ticks of at most 11 jiffies.
             assert_eq!(ab.settle_ms(Some(100)), Some(220.0), "{validate}");
             assert_eq!(ab.settle_ms(None), Some(300.0), "{validate}");
-            // Three ticks of 11 jiffies and two settles a trial.
-            assert_eq!(ab.inherent_ms(5, Some(100)), 5.0 * (330.0 + 440.0));
+            // Three ticks of 11 jiffies down and two up a trial, a tick less for the first
+            // cut, and a settle before every cut and restore but the first.
+            assert_eq!(ab.inherent_ms(5, "eth0", Some(100)), 5.0 * 550.0 - 110.0 + 9.0 * 220.0);
         }
         for validate in ["none", "active", "filter", "filter_active"] {
             let ab = with(Mode::ActiveBackup, validate);
             assert_eq!(ab.settle_ms(Some(100)), None, "{validate}");
-            assert_eq!(ab.inherent_ms(5, Some(100)), 1650.0);
-            assert_eq!(ab.inherent_ms(5, None), 1500.0);
+            assert_eq!(ab.inherent_ms(5, "eth1", Some(100)), 5.0 * 550.0 - 110.0);
+            assert_eq!(ab.inherent_ms(5, "eth1", None), 5.0 * 500.0 - 100.0);
+            assert_eq!(ab.inherent_ms(0, "eth1", Some(100)), 0.0);
         }
+        // A load-balancing slave after the first may come up a tick sooner.
+        let xor = with(Mode::BalanceXor, "none");
+        assert_eq!(xor.inherent_ms(5, "eth0", Some(100)), 5.0 * 550.0 - 110.0);
+        assert_eq!(xor.inherent_ms(5, "eth1", Some(100)), 5.0 * 440.0 - 110.0);
+        // missed_max 5 over δ = 10 jiffies: 5·10 + 5 = 55 is not past 5 ticks of 11: six.
+        assert_eq!(with(Mode::BalanceXor, "none").down_ticks(Some(100)), 3);
+        assert_eq!(ArpMonitor { missed_max: 5, ..xor }.down_ticks(Some(100)), 6);
         // In the load-balancing modes every slave is active and validates the replies.
         assert_eq!(with(Mode::BalanceXor, "all").settle_ms(Some(100)), None);
     }

@@ -376,9 +376,11 @@ pub struct Wait {
 /// What a case asks of the kernel beyond bringing its bond up: the inputs of its waits that
 /// are not in the spec.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Demands {
+pub struct Demands<'a> {
     /// Cut-and-restore trials of the timing phase (0 without one).
     pub trials: usize,
+    /// The slave the timing phase cuts and restores.
+    pub timing_slave: &'a str,
     /// Slaves are cut before the traffic, and must be committed down first.
     pub cuts: bool,
     /// The bond aggregates with an LACP partner, which is waited for.
@@ -432,7 +434,7 @@ impl Model {
     /// The kernel time a case with `demands` cannot avoid, term by term (terms of zero are
     /// left out). T is the monitor's least tick at `hz` (P + 1 jiffy, [`least_tick_ms`];
     /// miimon where HZ is unknown), D and U the delays in ticks.
-    pub fn inherent(&self, hz: Option<u32>, demands: Demands) -> Vec<Wait> {
+    pub fn inherent(&self, hz: Option<u32>, demands: Demands<'_>) -> Vec<Wait> {
         let m = &self.monitor;
         let p = m.least_tick_ms(hz);
         let (d, u) = (m.down_ticks as f64, m.up_ticks as f64);
@@ -493,21 +495,27 @@ impl Model {
             );
         }
         if let Some(arp) = self.arp.as_ref().filter(|_| demands.trials > 0) {
-            let (n, mm, p) = (demands.trials, arp.missed_max, arp.tick_ms(hz));
+            let (n, p) = (demands.trials, arp.tick_ms(hz));
+            let (dn, up) = (arp.down_ticks(hz), arp.up_ticks(demands.timing_slave));
             let settle = arp.settle_ms(hz).map_or(String::new(), |s| {
                 format!(
-                    ", and each cut and restore waits the {s} ms after a change of the active \
-                     slave that the backups need before they are validated again: + 2·N·{s} ms"
+                    "; each cut and restore but the first also waits the {s} ms after a change \
+                     of the active slave that the backups need before they are validated \
+                     again: + (2·N−1)·{s} ms"
                 )
             });
             add(
                 "timing",
-                arp.inherent_ms(n, hz),
+                arp.inherent_ms(n, demands.timing_slave, hz),
                 format!(
-                    "N·(M+1)·T = {n}·({mm}+1)·{p} ms (T = δ + 1 jiffy, the least tick): each \
-                     silenced slave is committed down no sooner than arp_missed_max intervals \
-                     after its last reply, and back up no sooner than an interval after its port \
-                     forwards again{settle}"
+                    "N·(n+u)·T − T = {n}·({dn}+{up})·{p} − {p} ms (T = δ + 1 jiffy, the least \
+                     tick): every cut follows a tick whose request was answered within the \
+                     jiffy, and the silenced slave is committed down at the n-th tick after it, \
+                     n·T > arp_missed_max·δ + ⌊δ/2⌋ (the first cut follows no commit: a tick \
+                     less); every restore follows the DOWN commit's tick, the next tick's \
+                     requests reach the slave and the tick after commits it up: u = 2 (1 for a \
+                     load-balancing slave after the first, which an earlier slave's request may \
+                     reach before its own inspection){settle}"
                 ),
                 BOND_MAIN_C,
             );
@@ -931,7 +939,7 @@ mod tests {
         let all = Demands {
             trials: 5,
             cuts: true,
-            lacp_partner: false,
+            ..Demands::default()
         };
         // balance-rr waits updelay for every slave; 2 + 2 ticks of 10 + 1 jiffies per trial,
         // plus the tick that sees each change, but the first.

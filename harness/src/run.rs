@@ -173,6 +173,7 @@ async fn run_case(
         kernel.hz,
         model::Demands {
             trials: case.timing_slave().map_or(0, |_| options.trials),
+            timing_slave: case.timing_slave().unwrap_or_default(),
             cuts: !case.traffic.down.is_empty(),
             lacp_partner,
         },
