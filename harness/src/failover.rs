@@ -95,9 +95,9 @@ pub struct Setup {
     pub src_mac: [u8; 6],
     pub run_id: u32,
     pub frames: Vec<Frame>,
-    /// How long to go on streaming after each commit, at least: the GARPs a failover sends
-    /// take that long.
-    pub after_commit: Duration,
+    /// How long to go on streaming after the DOWN and the UP commit, at least: the GARPs a
+    /// failover sends take that long where the commit changes the active slave.
+    pub after_commit: [Duration; 2],
     /// How long each commit may take at most, and each fence round.
     pub down_deadline: Duration,
     pub up_deadline: Duration,
@@ -106,8 +106,9 @@ pub struct Setup {
 
 /// How many frames a stream needs at most: before the cut, both commits at their deadlines,
 /// and the frames after each.
-pub fn frames_needed(down_deadline: Duration, up_deadline: Duration, after: Duration) -> usize {
-    let during = (down_deadline + up_deadline + 2 * after).as_micros() / PERIOD.as_micros();
+pub fn frames_needed(down_deadline: Duration, up_deadline: Duration, after: [Duration; 2]) -> usize {
+    let during =
+        (down_deadline + up_deadline + after[0] + after[1]).as_micros() / PERIOD.as_micros();
     3 * SETTLED_FRAMES + during as usize
 }
 
@@ -154,8 +155,9 @@ pub async fn measure(
         ..
     } = setup;
     let fence_deadline = setup.fence_deadline;
-    let settled =
-        SETTLED_FRAMES.max((setup.after_commit.as_micros() / PERIOD.as_micros()) as usize);
+    let settled = setup
+        .after_commit
+        .map(|d| SETTLED_FRAMES.max((d.as_micros() / PERIOD.as_micros()) as usize));
     std::thread::Builder::new()
         .name("bondcheck-stream".into())
         .spawn(move || {
@@ -211,7 +213,7 @@ pub async fn measure(
             now_ms(),
         ));
 
-        more(&mut progress, settled, total, &mut done).await?;
+        more(&mut progress, settled[0], total, &mut done).await?;
         let restore_from = now_ms();
         netlink::set_up(&peer.handle, peer.index, true)
             .await
@@ -233,7 +235,7 @@ pub async fn measure(
             ) = after_commit(built, bond).await?;
             let up = bracket(&mut log, slave, "up", start_mono, restore_from, now_ms());
             observed.up = Some(up);
-            more(&mut progress, settled, total, &mut done).await?;
+            more(&mut progress, settled[1], total, &mut done).await?;
         }
     } else {
         // No commit: the carrier comes back anyway, so that the closing fence reaches every

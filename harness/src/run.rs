@@ -852,15 +852,19 @@ async fn drive_failover(
     let (src_mac, lanes) = lanes(built, slaves, bond_index).await?;
     let run_id = run_id();
     let flows = frames::mix(1, 64, src_mac, &[]);
-    // A failover's gratuitous ARPs go on for count × every_ticks ticks: the stream outlasts them.
+    // A failover's gratuitous ARPs go on for count × every_ticks ticks: the stream outlasts
+    // them after each commit that changes the active slave (either, where the model has no
+    // selection to say which), one tick past the last so that one too many would show.
     let tick_ms = kernel.hz.and_then(|hz| model.monitor.tick_ms(hz));
     let tolerance = kernel.timing_tolerance_ms;
-    let after_commit = match (&model.peer_notify, tick_ms) {
+    let burst = match (&model.peer_notify, tick_ms) {
         (Some(n), Some((_, longest))) => {
             Duration::from_secs_f64(((n.count * n.every_ticks) as f64 * longest + tolerance) / 1e3)
         }
         _ => Duration::ZERO,
     };
+    let changes = |at: usize| model.selection.is_none() || actives[at] != actives[at - 1];
+    let after_commit = [1, 2].map(|at| if changes(at) { burst } else { Duration::ZERO });
     let needed = failover::frames_needed(commit_deadline, commit_deadline, after_commit);
     let frames = frames::frames(&flows, run_id, needed);
     let expected = distribution::during_failover(&model.transmit, cut, actives, &frames);
