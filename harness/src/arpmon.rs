@@ -342,7 +342,10 @@ mod tests {
             assert_eq!(ab.settle_ms(None), Some(300.0), "{validate}");
             // Three ticks of 11 jiffies down and two up a trial, a tick less for the first
             // cut, and a settle before every cut and restore but the first.
-            assert_eq!(ab.inherent_ms(5, "eth0", Some(100)), 5.0 * 550.0 - 110.0 + 9.0 * 220.0);
+            assert_eq!(
+                ab.inherent_ms(5, "eth0", Some(100)),
+                5.0 * 550.0 - 110.0 + 9.0 * 220.0
+            );
         }
         for validate in ["none", "active", "filter", "filter_active"] {
             let ab = with(Mode::ActiveBackup, validate);
@@ -357,7 +360,14 @@ mod tests {
         assert_eq!(xor.inherent_ms(5, "eth1", Some(100)), 5.0 * 440.0 - 110.0);
         // missed_max 5 over δ = 10 jiffies: 5·10 + 5 = 55 is not past 5 ticks of 11: six.
         assert_eq!(with(Mode::BalanceXor, "none").down_ticks(Some(100)), 3);
-        assert_eq!(ArpMonitor { missed_max: 5, ..xor }.down_ticks(Some(100)), 6);
+        assert_eq!(
+            ArpMonitor {
+                missed_max: 5,
+                ..xor
+            }
+            .down_ticks(Some(100)),
+            6
+        );
         // In the load-balancing modes every slave is active and validates the replies.
         assert_eq!(with(Mode::BalanceXor, "all").settle_ms(Some(100)), None);
     }

@@ -106,7 +106,11 @@ pub struct Setup {
 
 /// How many frames a stream needs at most: before the cut, both commits at their deadlines,
 /// and the frames after each.
-pub fn frames_needed(down_deadline: Duration, up_deadline: Duration, after: [Duration; 2]) -> usize {
+pub fn frames_needed(
+    down_deadline: Duration,
+    up_deadline: Duration,
+    after: [Duration; 2],
+) -> usize {
     let during =
         (down_deadline + up_deadline + after[0] + after[1]).as_micros() / PERIOD.as_micros();
     3 * SETTLED_FRAMES + during as usize

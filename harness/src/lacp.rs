@@ -148,11 +148,17 @@ pub const AGGREGATE_WAIT: Duration = Duration::from_secs(2);
 /// msecs_to_jiffies(100) ahead.
 const TIMER_INTERVAL_MS: u64 = 100;
 
-/// The aggregate wait as the state machines count it, in ticks (AD_AGGREGATE_WAIT_TIME ·
-/// ad_ticks_per_sec), and the least length of their tick in ms at `hz`
-/// ([`crate::model::least_tick_ms`]; AD_TIMER_INTERVAL itself where HZ is unknown).
+/// The state machine ticks from the bond's open to the first at which its ports can be
+/// attached, and the least length of a tick in ms at `hz` ([`crate::model::least_tick_ms`];
+/// AD_TIMER_INTERVAL itself where HZ is unknown). bond_open runs the state machines at once:
+/// at that tick 0 the ports are selected but BEGIN holds the mux machine in DETACHED; at tick 1
+/// it enters WAITING with the wait-while timer at AD_AGGREGATE_WAIT_TIME · ad_ticks_per_sec,
+/// which the next ticks count down, so the ports attach at tick 1 + 20 and only then tell the
+/// partner they are in sync (a partner's first LACPDU, which changes the port's partner
+/// information, unselects it, but the selection logic runs before the mux machine in every tick
+/// and selects it again: the wait goes on).
 pub fn aggregate_wait(hz: Option<u32>) -> (u64, f64) {
-    let ticks = AGGREGATE_WAIT.as_millis() as u64 / TIMER_INTERVAL_MS;
+    let ticks = 1 + AGGREGATE_WAIT.as_millis() as u64 / TIMER_INTERVAL_MS;
     let tick = match hz.filter(|hz| *hz > 0) {
         Some(hz) => {
             crate::model::least_tick_ms((TIMER_INTERVAL_MS * u64::from(hz)).div_ceil(1000), hz)

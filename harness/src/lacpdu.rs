@@ -25,6 +25,9 @@ const LACPDU_SUBTYPE: u8 = 1;
 /// version, TLV type, TLV length, system priority (2), system (6), key (2), port priority (2),
 /// port (2).
 const ACTOR_STATE_AT: usize = 32;
+/// Offset of the partner state: the actor TLV's state, 3 reserved bytes, then the partner TLV
+/// laid out as the actor's (type, length, system priority, system, key, port priority, port).
+const PARTNER_STATE_AT: usize = ACTOR_STATE_AT + 4 + 16;
 /// linux/if_packet.h: a frame the capturing interface sent.
 const PACKET_OUTGOING: u8 = 4;
 
@@ -49,6 +52,8 @@ pub struct Pdu {
     pub at_ms: f64,
     /// The sender's actor state (LACP_STATE_* bits).
     pub actor_state: u8,
+    /// The sender's partner state: what it last heard of the other side's actor state.
+    pub partner_state: u8,
 }
 
 /// Open captures on every slave's peer end.
@@ -148,7 +153,7 @@ impl Capture {
                     Err(e) => return Err(Error::run(format!("LACPDU capture: recvmsg: {e}"))),
                 };
                 let frame = &buf[..len.min(buf.len())];
-                if frame.len() <= ACTOR_STATE_AT
+                if frame.len() <= PARTNER_STATE_AT
                     || u16::from_be_bytes([frame[12], frame[13]]) != ETH_P_SLOW
                     || frame[14] != LACPDU_SUBTYPE
                 {
@@ -168,6 +173,7 @@ impl Capture {
                     },
                     at_ms,
                     actor_state: frame[ACTOR_STATE_AT],
+                    partner_state: frame[PARTNER_STATE_AT],
                 });
             }
         }
@@ -343,9 +349,10 @@ impl Expected {
     }
 }
 
-/// How long to capture in steady state: enough periodic intervals of every periodic side, and
-/// at least as many fast periods for a side expected silent, to see it would have spoken.
-/// Without `slow`, only as long as fast LACPDUs need.
+/// How long to capture once the aggregate formed: long enough for every periodic side to show
+/// [`INTERVALS`] intervals after its steady start (the first LACPDU within a longest interval,
+/// then one per interval), and as long for a side expected silent, to see it would have
+/// spoken. Without `slow`, only as long as fast LACPDUs need.
 pub fn window(expected: &Expected, clock: &Clock, slow: bool) -> Duration {
     let longest = [expected.bond, expected.partner]
         .iter()
@@ -356,38 +363,128 @@ pub fn window(expected: &Expected, clock: &Clock, slow: bool) -> Duration {
             _ => Cadence::window(FAST_TICKS, clock).1,
         })
         .fold(0.0, f64::max);
-    // One interval more than judged: the first is left out (see `judge_side`).
-    Duration::from_secs_f64(longest * (INTERVALS + 2) as f64 / 1e3)
+    Duration::from_secs_f64(longest * (INTERVALS + 1) as f64 / 1e3)
 }
 
-/// The kernel time the steady-state capture cannot avoid, in ms at `hz`: as many of the
-/// shortest fast intervals (3·floor(10/3) ticks, each at least P + 1 jiffy:
-/// [`crate::model::least_tick_ms`]) as the capture must see, one more than judged, whatever
-/// the cadences (a side expected silent is watched as long).
-pub fn inherent(hz: u32) -> crate::model::Wait {
+/// The kernel time the steady-state capture cannot avoid, in ms at `hz`, ticks of at least
+/// P + 1 jiffy ([`crate::model::least_tick_ms`]). A periodic side sets NTT every N ticks and
+/// sends at the transmit machine's next turn, 0 to 2 ticks later, on its grid of every third
+/// tick: [`INTERVALS`] intervals span at least INTERVALS·N − 2 ticks, rounded up to that grid
+/// (30 ticks for the fast 10). A side expected silent is watched for as long as that many
+/// fast intervals could take at most, one more for the first: (INTERVALS + 1)·12 ticks. None
+/// where the intervals are not measured (`measured` false: a slow side outside the long
+/// profile).
+pub fn inherent(expected: &Expected, hz: u32, measured: bool) -> Option<crate::model::Wait> {
     let clock = Clock {
         hz,
         tolerance_ms: 0.0,
     };
     let tick = crate::model::least_tick_ms(clock.period() as u64, hz);
-    let short = (FAST_TICKS / TX_TICKS * TX_TICKS) as f64 * tick;
-    let n = (INTERVALS + 1) as f64;
-    crate::model::Wait {
+    let n = INTERVALS as u64;
+    let span = |ticks: u64| (n * ticks - 2).div_ceil(TX_TICKS) * TX_TICKS;
+    let watch = (n + 1) * FAST_TICKS.div_ceil(TX_TICKS) * TX_TICKS;
+    let ticks = [expected.bond, expected.partner]
+        .iter()
+        .map(|c| match c {
+            Cadence::Periodic { ticks } => span(*ticks),
+            Cadence::None => watch,
+        })
+        .max()?;
+    let silent = expected.bond == Cadence::None;
+    measured.then(|| crate::model::Wait {
         term: "lacpdus",
-        ms: n * short,
+        ms: ticks as f64 * tick,
         rule: crate::model::Rule {
-            text: format!(
-                "{n}·{short} ms: the LACPDU checks judge {INTERVALS} intervals after one left \
-                 out, and a fast interval is at least 3·floor(10/3) state machine ticks of at \
-                 least {tick} ms (a side expected silent is watched as long)"
-            ),
+            text: if silent {
+                format!(
+                    "{ticks}·{tick} ms: sides expected silent are watched for as long as \
+                     {INTERVALS} fast intervals and the wait for the first could take, \
+                     ({INTERVALS}+1)·3·ceil(10/3) state machine ticks of at least {tick} ms"
+                )
+            } else {
+                format!(
+                    "{ticks}·{tick} ms: the LACPDU checks judge {INTERVALS} intervals of each \
+                     side, which span at least {INTERVALS}·N − 2 state machine ticks of at \
+                     least {tick} ms, on the transmit machine's grid of every third tick"
+                )
+            },
             source: SOURCE,
         },
-    }
+    })
 }
 
-/// Whether every periodic side has shown enough intervals on every port since `from_ms`.
-pub fn enough(expected: &Expected, ports: usize, pdus: &[Pdu], from_ms: f64) -> bool {
+/// The states the aggregate formed with on one port, from the bond's netlink view: the bond
+/// port's actor state and the partner's as the bond port heard it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct Settled {
+    /// The bond port's actor state (LACP_STATE_* bits).
+    pub bond: u8,
+    /// The partner's actor state, as the bond port heard it.
+    pub partner: u8,
+}
+
+/// Where a periodic side's steady state begins on one port (its LACPDUs after this time are
+/// the periodic ones), from the LACPDUs seen so far; None while the side has sent none with
+/// its settled state. Besides the periodic machine's NTT, a side sends when its own state
+/// changes (the LACPDU then carries a new actor state) and, at the transmit machine's next
+/// turn, after it received an LACPDU whose partner state is not its own (__update_ntt). So
+/// its steady state begins after the last LACPDU of its own with a new actor state, and
+/// three of the longest ticks (and the backend's tolerance) after the last LACPDU of the
+/// other side that did not show it its settled state. `settled` is None where the aggregate
+/// did not form: the other side's LACPDUs up to `formed_ms` count as not showing it.
+pub fn steady_from(
+    side: Side,
+    pdus: &[&Pdu],
+    settled: Option<Settled>,
+    formed_ms: f64,
+    clock: &Clock,
+) -> Option<f64> {
+    let own: Vec<&&Pdu> = pdus.iter().filter(|p| p.from == side).collect();
+    let changed = own
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| *i == 0 || own[i - 1].actor_state != p.actor_state)
+        .map(|(_, p)| p.at_ms)
+        .last();
+    let settled_own = |state: u8| {
+        settled.map_or(true, |st| match side {
+            Side::Bond => st.bond == state,
+            Side::Partner => st.partner == state,
+        })
+    };
+    // The last of its own LACPDUs must show its settled state: one that does not is a change
+    // still under way.
+    if !own.last().is_some_and(|p| settled_own(p.actor_state)) {
+        return None;
+    }
+    let stale = pdus
+        .iter()
+        .filter(|p| p.from != side)
+        .filter(|p| settled.map_or(p.at_ms <= formed_ms, |_| !settled_own(p.partner_state)))
+        .map(|p| {
+            p.at_ms + TX_TICKS as f64 * clock.tick_max_ms() * (1.0 + DRIFT) + clock.tolerance_ms
+        })
+        .fold(f64::NEG_INFINITY, f64::max);
+    changed.map(|c| c.max(stale))
+}
+
+/// A side's LACPDUs on one port after `from` (its steady start).
+fn after<'a>(side: Side, pdus: &[&'a Pdu], from: f64) -> Vec<&'a Pdu> {
+    pdus.iter()
+        .filter(|p| p.from == side && p.at_ms > from)
+        .copied()
+        .collect()
+}
+
+/// Whether every periodic side has shown [`INTERVALS`] intervals on every port after its
+/// steady start.
+pub fn enough(
+    expected: &Expected,
+    settled: &[Option<Settled>],
+    pdus: &[Pdu],
+    formed_ms: f64,
+    clock: &Clock,
+) -> bool {
     [
         (Side::Bond, expected.bond),
         (Side::Partner, expected.partner),
@@ -395,11 +492,10 @@ pub fn enough(expected: &Expected, ports: usize, pdus: &[Pdu], from_ms: f64) -> 
     .iter()
     .all(|(side, cadence)| match cadence {
         Cadence::None => false,
-        Cadence::Periodic { .. } => (0..ports).all(|port| {
-            pdus.iter()
-                .filter(|p| p.slave == port && p.from == *side && p.at_ms >= from_ms)
-                .count()
-                > INTERVALS + 1
+        Cadence::Periodic { .. } => settled.iter().enumerate().all(|(port, st)| {
+            let on_port: Vec<&Pdu> = pdus.iter().filter(|p| p.slave == port).collect();
+            steady_from(*side, &on_port, *st, formed_ms, clock)
+                .is_some_and(|from| after(*side, &on_port, from).len() > INTERVALS)
         }),
     })
 }
@@ -410,12 +506,63 @@ pub fn enough(expected: &Expected, ports: usize, pdus: &[Pdu], from_ms: f64) -> 
 pub struct Observed {
     /// The model's cadence of each side.
     pub expected: Expected,
-    /// When steady state began (the aggregate formed), on the captures' clock.
-    pub steady_from_ms: f64,
-    /// How long the captures ran in steady state.
+    /// When the aggregate was seen formed, on the captures' clock; sides expected silent are
+    /// judged from here.
+    pub formed_ms: f64,
+    /// How long the captures ran after that.
     pub window_ms: f64,
+    /// Each port's settled states and where each periodic side's steady state began (see
+    /// [`steady_from`]), in enslave order.
+    pub ports: Vec<PortSteady>,
     /// Every LACPDU seen.
     pub pdus: Vec<Pdu>,
+}
+
+/// One port's steady state, for the report.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
+pub struct PortSteady {
+    /// The states the aggregate formed with; None where it did not form.
+    pub settled: Option<Settled>,
+    /// Where the bond's periodic LACPDUs begin; None where it has none.
+    pub bond_from_ms: Option<f64>,
+    /// Where the partner's periodic LACPDUs begin; None where it has none.
+    pub partner_from_ms: Option<f64>,
+}
+
+impl Observed {
+    /// Puts together what the capture saw; `settled` per port in enslave order.
+    pub fn new(
+        expected: Expected,
+        formed_ms: f64,
+        window_ms: f64,
+        settled: &[Option<Settled>],
+        pdus: Vec<Pdu>,
+        clock: &Clock,
+    ) -> Observed {
+        let ports = settled
+            .iter()
+            .enumerate()
+            .map(|(port, st)| {
+                let on_port: Vec<&Pdu> = pdus.iter().filter(|p| p.slave == port).collect();
+                let from = |side, cadence| match cadence {
+                    Cadence::Periodic { .. } => steady_from(side, &on_port, *st, formed_ms, clock),
+                    Cadence::None => None,
+                };
+                PortSteady {
+                    settled: *st,
+                    bond_from_ms: from(Side::Bond, expected.bond),
+                    partner_from_ms: from(Side::Partner, expected.partner),
+                }
+            })
+            .collect();
+        Observed {
+            expected,
+            formed_ms,
+            window_ms,
+            ports,
+            pdus,
+        }
+    }
 }
 
 const SOURCE: &str = "drivers/net/bonding/bond_3ad.c (ad_periodic_machine, ad_tx_machine, \
@@ -439,27 +586,43 @@ fn describe(c: Cadence, clock: &Clock) -> String {
     }
 }
 
-/// Judges one side of one port; returns what was seen and the problems found.
+/// Judges one side of one port; returns what was seen and the problems found. A periodic side
+/// is judged by its LACPDUs after its steady start ([`steady_from`]), a side expected silent
+/// by all it sent after the aggregate formed.
 fn judge_side(
     side: Side,
     cadence: Cadence,
     pdus: &[&Pdu],
+    settled: Option<Settled>,
+    formed_ms: f64,
     clock: &Clock,
-    from_ms: f64,
 ) -> (String, Vec<String>) {
-    let own: Vec<f64> = pdus
-        .iter()
-        .filter(|p| p.from == side && p.at_ms >= from_ms)
-        .map(|p| p.at_ms)
-        .collect();
-    let mut intervals: Vec<f64> = own.windows(2).map(|w| w[1] - w[0]).collect();
-    // The first LACPDU after the aggregate formed may be one its last state change called
-    // for, not a periodic one: a periodic side's first interval is left out.
-    if matches!(cadence, Cadence::Periodic { .. }) && !intervals.is_empty() {
-        intervals.remove(0);
-    }
+    let (own, since): (Vec<f64>, String) = match cadence {
+        Cadence::Periodic { .. } => match steady_from(side, pdus, settled, formed_ms, clock) {
+            Some(from) => (
+                after(side, pdus, from).iter().map(|p| p.at_ms).collect(),
+                format!(" after its steady start at {from:.1} ms"),
+            ),
+            None => (
+                Vec::new(),
+                " (no steady start: none showed its settled state)".into(),
+            ),
+        },
+        Cadence::None => (
+            pdus.iter()
+                .filter(|p| p.from == side && p.at_ms >= formed_ms)
+                .map(|p| p.at_ms)
+                .collect(),
+            String::new(),
+        ),
+    };
+    let intervals: Vec<f64> = own.windows(2).map(|w| w[1] - w[0]).collect();
     let shown: Vec<String> = intervals.iter().map(|i| format!("{i:.1}")).collect();
-    let seen = format!("{} LACPDUs, intervals [{}] ms", own.len(), shown.join(", "));
+    let seen = format!(
+        "{} LACPDUs{since}, intervals [{}] ms",
+        own.len(),
+        shown.join(", ")
+    );
     let mut problems = Vec::new();
     match cadence {
         Cadence::Periodic { ticks } => {
@@ -576,18 +739,19 @@ pub fn checks(
         let mut expected = Vec::new();
         let mut observed = Vec::new();
         let mut problems = Vec::new();
+        let settled = obs.ports.get(i).and_then(|p| p.settled);
         for (side, cadence) in [(Side::Bond, e.bond), (Side::Partner, e.partner)] {
             let name = side_name(side, slave, partner_name);
-            let (seen, found) = judge_side(side, cadence, &pdus, clock, obs.steady_from_ms);
+            let (seen, found) = judge_side(side, cadence, &pdus, settled, obs.formed_ms, clock);
             expected.push(format!("{name}: {}", describe(cadence, clock)));
             observed.push(format!("{name}: {seen}"));
             problems.extend(found.into_iter().map(|p| format!("{name}: {p}")));
         }
         let observed = format!(
-            "{} (over {:.0} ms from {:.0} ms)",
+            "{} (captured for {:.0} ms after the aggregate formed at {:.0} ms)",
             observed.join("; "),
             obs.window_ms,
-            obs.steady_from_ms
+            obs.formed_ms
         );
         let interval = verdict(
             interval_check(slave),
@@ -682,14 +846,26 @@ mod tests {
         fast: true,
     };
 
-    fn pdu(from: Side, at_ms: f64, actor_state: u8) -> Pdu {
+    /// An LACPDU of port 0 that shows the other side `partner_state`.
+    fn pdu_to(from: Side, at_ms: f64, actor_state: u8, partner_state: u8) -> Pdu {
         Pdu {
             slave: 0,
             from,
             at_ms,
             actor_state,
+            partner_state,
         }
     }
+
+    /// An LACPDU of port 0 that shows the other side in the aggregate.
+    fn pdu(from: Side, at_ms: f64, actor_state: u8) -> Pdu {
+        pdu_to(from, at_ms, actor_state, 0x3f)
+    }
+
+    const SETTLED: Settled = Settled {
+        bond: 0x3f,
+        partner: 0x3f,
+    };
 
     #[test]
     fn each_side_sends_at_the_other_sides_rate_and_only_if_one_is_active() {
@@ -713,10 +889,33 @@ mod tests {
     }
 
     #[test]
-    fn the_capture_waits_at_least_four_of_the_shortest_fast_intervals() {
-        // 9 ticks of at least 10 + 1 jiffies at HZ=100: 990 ms, as UML sends them.
-        assert_eq!(inherent(100).ms, 4.0 * 990.0);
-        assert_eq!(inherent(1000).ms, 4.0 * 9.0 * 101.0);
+    fn three_fast_intervals_span_thirty_ticks_and_silence_is_watched_for_four_long_ones() {
+        let both = expect(ACTIVE_FAST, ACTIVE_FAST);
+        // 3·10 − 2 = 28 ticks, on the grid of every third: 30 ticks of at least 10 + 1
+        // jiffies at HZ=100 (9 + 9 + 12, as UML sends them).
+        assert_eq!(inherent(&both, 100, true).map(|w| w.ms), Some(30.0 * 110.0));
+        assert_eq!(
+            inherent(&both, 1000, true).map(|w| w.ms),
+            Some(30.0 * 101.0)
+        );
+        let silent = expect(PASSIVE_FAST, PASSIVE_FAST);
+        assert_eq!(
+            inherent(&silent, 100, true).map(|w| w.ms),
+            Some(4.0 * 12.0 * 110.0)
+        );
+        // Slow: 3·300 − 2 = 898 ticks, 900 on the grid; none where they are not measured.
+        let slow = expect(
+            ACTIVE_FAST,
+            Actor {
+                active: true,
+                fast: false,
+            },
+        );
+        assert_eq!(
+            inherent(&slow, 100, true).map(|w| w.ms),
+            Some(900.0 * 110.0)
+        );
+        assert!(inherent(&slow, 100, false).is_none());
     }
 
     /// LACPDUs captured in UML (Linux 6.1.176) between an active bond and an active partner,
@@ -726,12 +925,18 @@ mod tests {
         let times = [2900.0, 3534.0, 4523.9, 5513.9, 6833.9, 7824.0];
         let mut pdus: Vec<Pdu> = times.iter().map(|t| pdu(Side::Bond, *t, 0x3f)).collect();
         pdus.extend(times.iter().map(|t| pdu(Side::Partner, t - 20.0, 0x3f)));
-        let obs = Observed {
-            expected: expect(ACTIVE_FAST, ACTIVE_FAST),
-            steady_from_ms: 2800.0,
-            window_ms: 5000.0,
-            pdus: pdus.clone(),
-        };
+        // Each side's last change of state, seen by the other at 2800 ms.
+        pdus.push(pdu(Side::Bond, 2800.0, 0x0f));
+        pdus.push(pdu(Side::Partner, 2800.0, 0x0f));
+        pdus.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
+        let obs = Observed::new(
+            expect(ACTIVE_FAST, ACTIVE_FAST),
+            2800.0,
+            5000.0,
+            &[Some(SETTLED)],
+            pdus.clone(),
+            &CLOCK,
+        );
         let slaves = ["eno1".to_string()];
         let v = checks(
             &obs,
@@ -745,7 +950,10 @@ mod tests {
         // The partner's third LACPDU lost: a 2.3 s gap.
         pdus.retain(|p| !(p.from == Side::Partner && p.at_ms > 5000.0 && p.at_ms < 6000.0));
         let v = checks(
-            &Observed { pdus, ..obs },
+            &Observed {
+                pdus,
+                ..obs.clone()
+            },
             (ACTIVE_FAST, ACTIVE_FAST),
             &slaves,
             "switch0",
@@ -761,6 +969,75 @@ mod tests {
         );
     }
 
+    /// One port's LACPDUs captured in UML (Linux 6.1.176) as an active fast bond and partner
+    /// aggregated: (side, ms, actor state, partner state).
+    const FORMING: [(Side, f64, u8, u8); 17] = [
+        (Side::Partner, 213.0, 0x47, 0x00),
+        (Side::Bond, 233.0, 0x07, 0x47),
+        (Side::Bond, 1223.1, 0x07, 0x47),
+        (Side::Partner, 1533.1, 0x07, 0x07),
+        (Side::Bond, 2213.0, 0x07, 0x07),
+        (Side::Partner, 2523.0, 0x07, 0x07),
+        (Side::Bond, 2543.0, 0x0f, 0x07),
+        (Side::Partner, 2853.1, 0x3f, 0x0f),
+        (Side::Bond, 2873.1, 0x3f, 0x3f),
+        (Side::Partner, 3513.1, 0x3f, 0x3f),
+        (Side::Bond, 3533.0, 0x3f, 0x3f),
+        (Side::Bond, 4523.0, 0x3f, 0x3f),
+        (Side::Partner, 4833.1, 0x3f, 0x3f),
+        (Side::Bond, 5513.1, 0x3f, 0x3f),
+        (Side::Partner, 5823.1, 0x3f, 0x3f),
+        (Side::Partner, 6813.1, 0x3f, 0x3f),
+        (Side::Bond, 6833.0, 0x3f, 0x3f),
+    ];
+
+    #[test]
+    fn steady_state_begins_after_the_last_change_and_the_answers_a_stale_lacpdu_may_call_for() {
+        let pdus: Vec<Pdu> = FORMING
+            .iter()
+            .map(|&(side, at, actor, partner)| pdu_to(side, at, actor, partner))
+            .collect();
+        let refs: Vec<&Pdu> = pdus.iter().collect();
+        // The partner's 2853.1 still showed the bond in sync only (0x0f): the bond may answer
+        // it at the transmit machine's next turn, up to 3 ticks of 11 jiffies (+1% drift) and
+        // the tolerance later, after its own last change at 2873.1.
+        let bond = steady_from(Side::Bond, &refs, Some(SETTLED), 2878.0, &CLOCK).unwrap();
+        assert!(
+            (bond - (2853.1 + 3.0 * 110.0 * 1.01 + 30.0)).abs() < 1e-9,
+            "{bond}"
+        );
+        // The bond's 2543.0 showed the partner not yet in sync (0x07): the partner's answer
+        // to it may come after the partner's own last change at 2853.1.
+        let partner = steady_from(Side::Partner, &refs, Some(SETTLED), 2878.0, &CLOCK).unwrap();
+        assert!(
+            (partner - (2543.0 + 3.0 * 110.0 * 1.01 + 30.0)).abs() < 1e-9,
+            "{partner}"
+        );
+        // Three intervals each after that, before the aggregate is 4 s old.
+        assert!(enough(
+            &expect(ACTIVE_FAST, ACTIVE_FAST),
+            &[Some(SETTLED)],
+            &pdus,
+            2878.0,
+            &CLOCK
+        ));
+        assert!(!enough(
+            &expect(ACTIVE_FAST, ACTIVE_FAST),
+            &[Some(SETTLED)],
+            &pdus[..16],
+            2878.0,
+            &CLOCK
+        ));
+        // Where the aggregate did not form, what the other side sent until then is suspect.
+        let unformed = steady_from(Side::Partner, &refs, None, 2878.0, &CLOCK).unwrap();
+        assert!((unformed - (2873.1 + 3.0 * 110.0 * 1.01 + 30.0)).abs() < 1e-9);
+        // A side whose last LACPDU does not show its settled state is still changing.
+        assert_eq!(
+            steady_from(Side::Bond, &refs[..8], Some(SETTLED), 2878.0, &CLOCK),
+            None
+        );
+    }
+
     /// Two passive sides: answers and expiries are not periodic; an active bond's are.
     #[test]
     fn silence_allows_answers_but_not_periodic_lacpdus() {
@@ -773,7 +1050,7 @@ mod tests {
         ];
         let refs: Vec<&Pdu> = answered.iter().collect();
         for side in [Side::Bond, Side::Partner] {
-            let (_, problems) = judge_side(side, Cadence::None, &refs, &CLOCK, 3000.0);
+            let (_, problems) = judge_side(side, Cadence::None, &refs, None, 3000.0, &CLOCK);
             assert!(problems.is_empty(), "{problems:?}");
         }
         let periodic: Vec<Pdu> = [3524.4, 4514.4, 5504.4]
@@ -781,7 +1058,7 @@ mod tests {
             .map(|t| pdu(Side::Bond, *t, 0x3d))
             .collect();
         let refs: Vec<&Pdu> = periodic.iter().collect();
-        let (_, problems) = judge_side(Side::Bond, Cadence::None, &refs, &CLOCK, 3000.0);
+        let (_, problems) = judge_side(Side::Bond, Cadence::None, &refs, None, 3000.0, &CLOCK);
         assert_eq!(
             problems[0],
             "unprompted LACPDUs at 3524.4 and 4514.4 ms, 990.0 ms apart: periodic"

@@ -476,9 +476,11 @@ impl Model {
                 "lacp",
                 ticks as f64 * tick,
                 format!(
-                    "{ticks}·{tick} ms: a selected port waits AD_AGGREGATE_WAIT_TIME (2 s, \
-                     {ticks} state machine ticks of at least {tick} ms) before it attaches, and \
-                     only an attached port collects and distributes"
+                    "{ticks}·{tick} ms: the state machines run at the bond's open with the ports \
+                     held detached (BEGIN), start the wait-while timer at the next tick and \
+                     attach the ports AD_AGGREGATE_WAIT_TIME (2 s, 20 ticks) later: {ticks} \
+                     state machine ticks of at least {tick} ms before a port can say it is in \
+                     sync, and only then can either side collect and distribute"
                 ),
                 BOND_3AD_C,
             );
@@ -986,10 +988,10 @@ mod tests {
             lacp_partner: true,
             ..Demands::default()
         };
-        // 20 state machine ticks of at least 11 jiffies.
+        // 1 + 20 state machine ticks of at least 11 jiffies.
         assert_eq!(
             terms(&model(ad).inherent(Some(100), partner)),
-            [("lacp", 2200.0)]
+            [("lacp", 2310.0)]
         );
     }
 

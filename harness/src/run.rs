@@ -179,7 +179,18 @@ async fn run_case(
         },
     );
     if lacp_partner {
-        inherent.push(lacpdu::inherent(kernel.hz.unwrap_or(1000)));
+        let actors = lacpdu::actors(&model, &case.topology);
+        let expected = lacpdu::expect(actors.0, actors.1);
+        let measured = !expected.slow() || options.profile >= Profile::Long;
+        inherent.extend(lacpdu::inherent(
+            &expected,
+            kernel.hz.unwrap_or(1000),
+            measured,
+        ));
+    }
+    // A case outside the run's profile does not run: it waits for nothing.
+    if case.profile > options.profile {
+        inherent.clear();
     }
     let mut progress = Progress::default();
     // Everything the kernel logs from here to the end of the case and may be the case's doing
@@ -461,21 +472,28 @@ async fn carry_out(
                 let skip = (expected.slow() && !slow).then_some(
                     "a side sends slow LACPDUs (every 30 s): measured with --profile long",
                 );
-                let window = lacpdu::window(&expected, &clock, slow);
-                let from_ms = capture.ms_at(t);
+                // Skipped intervals need no more LACPDUs: the activity check judges those
+                // of the formation.
+                let window = match skip {
+                    Some(_) => Duration::ZERO,
+                    None => lacpdu::window(&expected, &clock, slow),
+                };
+                let formed_ms = capture.ms_at(t);
+                let settled = settled_states(progress.lacp.as_ref(), &slaves);
                 // Not gated: only the kernel's timers act while the capture listens.
                 let open = lane.window("lacpdus", false);
                 let pdus = capture.collect(t + window, |pdus| {
-                    skip.is_none() && lacpdu::enough(&expected, slaves.len(), pdus, from_ms)
+                    skip.is_none() && lacpdu::enough(&expected, &settled, pdus, formed_ms, &clock)
                 });
                 progress.windows.push(open.close());
-                let pdus = pdus?;
-                let observed = lacpdu::Observed {
+                let observed = lacpdu::Observed::new(
                     expected,
-                    steady_from_ms: from_ms,
-                    window_ms: ms(t.elapsed()),
-                    pdus: pdus.to_vec(),
-                };
+                    formed_ms,
+                    ms(t.elapsed()),
+                    &settled,
+                    pdus?.to_vec(),
+                    &clock,
+                );
                 verdicts.extend(lacpdu::checks(
                     &observed,
                     actors,
@@ -804,6 +822,30 @@ async fn drive_traffic(
         },
         verdict,
     ))
+}
+
+/// Each port's states once the aggregate formed, from the bond's netlink view: the LACPDUs'
+/// steady state is told by them (lacpdu::steady_from). None for every port where it did not
+/// form.
+fn settled_states(
+    lacp: Option<&lacp::Observed>,
+    slaves: &[String],
+) -> Vec<Option<lacpdu::Settled>> {
+    slaves
+        .iter()
+        .map(|slave| {
+            let port = lacp
+                .filter(|o| o.formed)?
+                .bond
+                .ports
+                .iter()
+                .find(|p| &p.name == slave)?;
+            Some(lacpdu::Settled {
+                bond: port.actor_state?,
+                partner: port.partner_state?,
+            })
+        })
+        .collect()
 }
 
 /// Failover with traffic flowing: one more cut and restore, of the active slave where the mode
