@@ -443,11 +443,10 @@ pub fn steady_from(
     let changed = own
         .iter()
         .enumerate()
-        .filter(|(i, p)| *i == 0 || own[i - 1].actor_state != p.actor_state)
-        .map(|(_, p)| p.at_ms)
-        .last();
+        .rfind(|(i, p)| *i == 0 || own[i - 1].actor_state != p.actor_state)
+        .map(|(_, p)| p.at_ms);
     let settled_own = |state: u8| {
-        settled.map_or(true, |st| match side {
+        settled.is_none_or(|st| match side {
             Side::Bond => st.bond == state,
             Side::Partner => st.partner == state,
         })
