@@ -86,6 +86,9 @@ pub struct StepObserved {
     pub committed_ms: Option<f64>,
     /// The bond's carrier announcements during the step: ms from the request, and the carrier.
     pub carrier_changes: Vec<(f64, bool)>,
+    /// After a restore, when every port that is up collected and distributed again on both
+    /// sides, ms from the request; None after a cut, or where that did not happen in time.
+    pub aggregated_ms: Option<f64>,
     /// The bond's carrier at the end of the step, from a dump.
     pub carrier: Option<bool>,
     /// How long the step waited at most.
@@ -170,9 +173,11 @@ pub async fn measure(
         }
         // A restored port counts once it is back in the aggregate: wait for every port that is
         // up to collect and distribute again, then take the carrier announcements made meanwhile.
+        let mut aggregated_ms = None;
         if !step.cut {
             let up = slaves_up(model, &steps[..=i]);
-            crate::lacp::observe(built, bond, &up, aggregate_deadline).await?;
+            let formed = crate::lacp::observe(built, bond, &up, aggregate_deadline).await?;
+            aggregated_ms = formed.formed.then(|| ms(start, Instant::now()));
             while let Ok(event) = events.try_recv() {
                 note(&mut changes, &event);
             }
@@ -186,6 +191,7 @@ pub async fn measure(
             expected_carrier: step.carrier,
             committed_ms,
             carrier_changes: changes,
+            aggregated_ms,
             carrier,
             deadline_ms: deadline.as_secs_f64() * 1e3,
         });
@@ -430,6 +436,7 @@ mod tests {
             expected_carrier: expected,
             committed_ms: Some(100.0),
             carrier_changes: changes,
+            aggregated_ms: None,
             carrier: Some(carrier),
             deadline_ms: 300.0,
         }

@@ -385,6 +385,8 @@ pub struct Demands<'a> {
     pub cuts: bool,
     /// The bond aggregates with an LACP partner, which is waited for.
     pub lacp_partner: bool,
+    /// Cuts and restores of the min_links phase (min_links::plan; 0 without one).
+    pub min_links_steps: usize,
 }
 
 /// The sum of `waits`: the least kernel time the case takes.
@@ -483,6 +485,20 @@ impl Model {
                      sync, and only then can either side collect and distribute"
                 ),
                 BOND_3AD_C,
+            );
+        }
+        if demands.min_links_steps > 1 && m.miimon_ms > 0 {
+            let n = demands.min_links_steps;
+            add(
+                "min_links",
+                (n - 1) as f64 * p,
+                format!(
+                    "(S−1)·T = ({n}−1)·{p} ms: each of the S cuts and restores but the first \
+                     follows the commit of the one before, made at a tick, and is seen at the \
+                     next; the re-aggregation a restore sets off is not predicted, so not \
+                     counted"
+                ),
+                BOND_MAIN_C,
             );
         }
         if demands.cuts && m.miimon_ms > 0 {
@@ -992,6 +1008,15 @@ mod tests {
         assert_eq!(
             terms(&model(ad).inherent(Some(100), partner)),
             [("lacp", 2310.0)]
+        );
+        // min_links: four cuts and restores, all but the first a tick after a commit.
+        let steps = Demands {
+            min_links_steps: 4,
+            ..partner
+        };
+        assert_eq!(
+            terms(&model(ad).inherent(Some(100), steps)),
+            [("lacp", 2310.0), ("min_links", 330.0)]
         );
     }
 

@@ -176,6 +176,7 @@ async fn run_case(
             timing_slave: case.timing_slave().unwrap_or_default(),
             cuts: !case.traffic.down.is_empty(),
             lacp_partner,
+            min_links_steps: min_links::plan(&model, &case.topology).map_or(0, |s| s.len()),
         },
     );
     if lacp_partner {
