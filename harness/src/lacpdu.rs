@@ -99,13 +99,19 @@ impl Capture {
         t.saturating_duration_since(self.opened).as_secs_f64() * 1e3
     }
 
-    /// Reads LACPDUs until `done` holds for all seen so far, or `until` passes; returns every
-    /// LACPDU seen since the captures were opened. Blocks on the sockets, never sleeps.
-    pub fn collect(&mut self, until: Instant, done: impl Fn(&[Pdu]) -> bool) -> Result<&[Pdu]> {
+    /// Reads LACPDUs until `done` holds for all seen so far and the time on the captures' clock,
+    /// or `until` passes; returns every LACPDU seen since the captures were opened. Blocks on
+    /// the sockets, never sleeps.
+    pub fn collect(
+        &mut self,
+        until: Instant,
+        done: impl Fn(&[Pdu], f64) -> bool,
+    ) -> Result<&[Pdu]> {
         loop {
             self.drain()?;
-            let left = until.saturating_duration_since(Instant::now());
-            if done(&self.pdus) || left.is_zero() {
+            let now = Instant::now();
+            let left = until.saturating_duration_since(now);
+            if done(&self.pdus, self.ms_at(now)) || left.is_zero() {
                 return Ok(&self.pdus);
             }
             let mut polled: Vec<PollFd> = self
@@ -114,7 +120,9 @@ impl Capture {
                 .flatten()
                 .map(|s| PollFd::new(s.as_fd(), PollFlags::POLLIN))
                 .collect();
-            let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            // At least once a state machine tick, `done` is asked again without a new LACPDU:
+            // a silence can decide it.
+            let ms = u16::try_from(left.as_millis().min(TICK_MS as u128)).unwrap_or(u16::MAX);
             match poll(&mut polled, PollTimeout::from(ms)) {
                 Ok(_) | Err(nix::Error::EINTR) => {}
                 Err(e) => return Err(Error::run(format!("LACPDU capture: poll: {e}"))),
@@ -475,27 +483,29 @@ fn after<'a>(side: Side, pdus: &[&'a Pdu], from: f64) -> Vec<&'a Pdu> {
         .collect()
 }
 
-/// Whether every periodic side has shown [`INTERVALS`] intervals on every port after its
-/// steady start.
-pub fn enough(
+/// Whether the capture can stop at `now_ms`: on every port, each periodic side has shown
+/// [`INTERVALS`] intervals after its steady start, or a side already fails whatever comes
+/// later (an interval outside its window, a gap longer than the longest interval, unprompted
+/// LACPDUs a period apart). A port whose sides are expected silent is only decided by such a
+/// failure: its silence takes the whole window to show.
+pub fn decided(
     expected: &Expected,
     settled: &[Option<Settled>],
     pdus: &[Pdu],
     formed_ms: f64,
+    now_ms: f64,
     clock: &Clock,
 ) -> bool {
-    [
-        (Side::Bond, expected.bond),
-        (Side::Partner, expected.partner),
-    ]
-    .iter()
-    .all(|(side, cadence)| match cadence {
-        Cadence::None => false,
-        Cadence::Periodic { .. } => settled.iter().enumerate().all(|(port, st)| {
-            let on_port: Vec<&Pdu> = pdus.iter().filter(|p| p.slave == port).collect();
-            steady_from(*side, &on_port, *st, formed_ms, clock)
-                .is_some_and(|from| after(*side, &on_port, from).len() > INTERVALS)
-        }),
+    settled.iter().enumerate().all(|(port, st)| {
+        let on_port: Vec<&Pdu> = pdus.iter().filter(|p| p.slave == port).collect();
+        let judged = [
+            (Side::Bond, expected.bond),
+            (Side::Partner, expected.partner),
+        ]
+        .map(|(side, cadence)| {
+            judge_side(side, cadence, &on_port, *st, (formed_ms, now_ms), clock)
+        });
+        judged.iter().any(|j| !j.problems.is_empty()) || judged.iter().all(|j| j.complete)
     })
 }
 
@@ -585,19 +595,35 @@ fn describe(c: Cadence, clock: &Clock) -> String {
     }
 }
 
-/// Judges one side of one port; returns what was seen and the problems found. A periodic side
-/// is judged by its LACPDUs after its steady start ([`steady_from`]), a side expected silent
-/// by all it sent after the aggregate formed.
+/// One side of one port as judged.
+struct Judged {
+    /// What was seen, in words.
+    seen: String,
+    /// What fails whatever the capture sees later.
+    problems: Vec<String>,
+    /// The intervals judged.
+    intervals: usize,
+    /// A periodic side has shown [`INTERVALS`] intervals (never for a side expected silent).
+    complete: bool,
+}
+
+/// Judges one side of one port as captured from the aggregate's forming to `end_ms`, both on
+/// the captures' clock (`span`). A periodic side is judged by its LACPDUs after its steady
+/// start ([`steady_from`]), a side expected silent by all it sent after the aggregate formed.
 fn judge_side(
     side: Side,
     cadence: Cadence,
     pdus: &[&Pdu],
     settled: Option<Settled>,
-    formed_ms: f64,
+    (formed_ms, end_ms): (f64, f64),
     clock: &Clock,
-) -> (String, Vec<String>) {
+) -> Judged {
+    let from = match cadence {
+        Cadence::Periodic { .. } => steady_from(side, pdus, settled, formed_ms, clock),
+        Cadence::None => None,
+    };
     let (own, since): (Vec<f64>, String) = match cadence {
-        Cadence::Periodic { .. } => match steady_from(side, pdus, settled, formed_ms, clock) {
+        Cadence::Periodic { .. } => match from {
             Some(from) => (
                 after(side, pdus, from).iter().map(|p| p.at_ms).collect(),
                 format!(" after its steady start at {from:.1} ms"),
@@ -623,18 +649,25 @@ fn judge_side(
         shown.join(", ")
     );
     let mut problems = Vec::new();
+    let mut complete = false;
     match cadence {
         Cadence::Periodic { ticks } => {
             let (lo, hi) = Cadence::window(ticks, clock);
-            if intervals.len() < INTERVALS {
-                problems.push(format!(
-                    "{} intervals, not {INTERVALS}: no LACPDU every {ticks} ticks",
-                    intervals.len()
-                ));
-            }
             for i in intervals.iter().filter(|i| !(lo..=hi).contains(*i)) {
                 problems.push(format!("interval {i:.1} ms outside [{lo:.0}, {hi:.0}]"));
             }
+            // Silence since the last LACPDU (or the steady start) longer than the longest
+            // interval is one too long, whatever comes after.
+            if let Some(last) = own.last().copied().or(from) {
+                let gap = end_ms - last;
+                if gap > hi && intervals.len() < INTERVALS {
+                    problems.push(format!(
+                        "none in the {gap:.0} ms from {last:.1} ms to the capture's end, more \
+                         than the longest interval {hi:.0}"
+                    ));
+                }
+            }
+            complete = intervals.len() >= INTERVALS;
         }
         Cadence::None => {
             // An LACPDU answering the other side's (at the transmit machine's next turn) or a
@@ -661,7 +694,12 @@ fn judge_side(
             }
         }
     }
-    (seen, problems)
+    Judged {
+        seen,
+        problems,
+        intervals: intervals.len(),
+        complete,
+    }
 }
 
 fn verdict(
@@ -739,9 +777,24 @@ pub fn checks(
         let mut observed = Vec::new();
         let mut problems = Vec::new();
         let settled = obs.ports.get(i).and_then(|p| p.settled);
-        for (side, cadence) in [(Side::Bond, e.bond), (Side::Partner, e.partner)] {
+        let span = (obs.formed_ms, obs.formed_ms + obs.window_ms);
+        let sides = [(Side::Bond, e.bond), (Side::Partner, e.partner)];
+        let judged =
+            sides.map(|(side, cadence)| judge_side(side, cadence, &pdus, settled, span, clock));
+        // The capture stops once every port is decided: where a side of this port already
+        // failed, the other may have had no time for all its intervals.
+        let failed = judged.iter().any(|j| !j.problems.is_empty());
+        for ((side, cadence), judged) in sides.into_iter().zip(judged) {
             let name = side_name(side, slave, partner_name);
-            let (seen, found) = judge_side(side, cadence, &pdus, settled, obs.formed_ms, clock);
+            let (seen, mut found) = (judged.seen, judged.problems);
+            if let (Cadence::Periodic { ticks }, false, false) = (cadence, judged.complete, failed)
+            {
+                let n = judged.intervals;
+                found.insert(
+                    0,
+                    format!("{n} intervals, not {INTERVALS}: no LACPDU every {ticks} ticks"),
+                );
+            }
             expected.push(format!("{name}: {}", describe(cadence, clock)));
             observed.push(format!("{name}: {seen}"));
             problems.extend(found.into_iter().map(|p| format!("{name}: {p}")));
@@ -1013,20 +1066,26 @@ mod tests {
             "{partner}"
         );
         // Three intervals each after that, before the aggregate is 4 s old.
-        assert!(enough(
-            &expect(ACTIVE_FAST, ACTIVE_FAST),
-            &[Some(SETTLED)],
-            &pdus,
-            2878.0,
-            &CLOCK
-        ));
-        assert!(!enough(
-            &expect(ACTIVE_FAST, ACTIVE_FAST),
-            &[Some(SETTLED)],
-            &pdus[..16],
-            2878.0,
-            &CLOCK
-        ));
+        let both = expect(ACTIVE_FAST, ACTIVE_FAST);
+        let decided =
+            |pdus: &[Pdu], now_ms| decided(&both, &[Some(SETTLED)], pdus, 2878.0, now_ms, &CLOCK);
+        assert!(decided(&pdus, 6833.0));
+        assert!(!decided(&pdus[..16], 6833.0));
+        // The bond's fourth periodic LACPDU (6833.0) missing: undecided until the bond has been
+        // silent for longer than the longest interval (1393.2 ms), then failed.
+        assert!(!decided(&pdus[..16], 5513.1 + 1393.0));
+        assert!(decided(&pdus[..16], 5513.1 + 1394.0));
+        let refs: Vec<&Pdu> = pdus[..16].iter().collect();
+        let cadence = Cadence::Periodic { ticks: 10 };
+        let span = (2878.0, 5513.1 + 1394.0);
+        let judged = judge_side(Side::Bond, cadence, &refs, Some(SETTLED), span, &CLOCK);
+        assert_eq!(
+            judged.problems,
+            [
+                "none in the 1394 ms from 5513.1 ms to the capture's end, more than the longest \
+              interval 1393"
+            ]
+        );
         // Where the aggregate did not form, what the other side sent until then is suspect.
         let unformed = steady_from(Side::Partner, &refs, None, 2878.0, &CLOCK).unwrap();
         assert!((unformed - (2873.1 + 3.0 * 110.0 * 1.01 + 30.0)).abs() < 1e-9);
@@ -1049,17 +1108,25 @@ mod tests {
         ];
         let refs: Vec<&Pdu> = answered.iter().collect();
         for side in [Side::Bond, Side::Partner] {
-            let (_, problems) = judge_side(side, Cadence::None, &refs, None, 3000.0, &CLOCK);
-            assert!(problems.is_empty(), "{problems:?}");
+            let judged = judge_side(side, Cadence::None, &refs, None, (3000.0, 9500.0), &CLOCK);
+            assert!(judged.problems.is_empty(), "{:?}", judged.problems);
+            assert!(!judged.complete);
         }
         let periodic: Vec<Pdu> = [3524.4, 4514.4, 5504.4]
             .iter()
             .map(|t| pdu(Side::Bond, *t, 0x3d))
             .collect();
         let refs: Vec<&Pdu> = periodic.iter().collect();
-        let (_, problems) = judge_side(Side::Bond, Cadence::None, &refs, None, 3000.0, &CLOCK);
+        let judged = judge_side(
+            Side::Bond,
+            Cadence::None,
+            &refs,
+            None,
+            (3000.0, 6000.0),
+            &CLOCK,
+        );
         assert_eq!(
-            problems[0],
+            judged.problems[0],
             "unprompted LACPDUs at 3524.4 and 4514.4 ms, 990.0 ms apart: periodic"
         );
         let v = activity(false, &refs, "eno1");

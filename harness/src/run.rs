@@ -483,8 +483,9 @@ async fn carry_out(
                 let settled = settled_states(progress.lacp.as_ref(), &slaves);
                 // Not gated: only the kernel's timers act while the capture listens.
                 let open = lane.window("lacpdus", false);
-                let pdus = capture.collect(t + window, |pdus| {
-                    skip.is_none() && lacpdu::enough(&expected, &settled, pdus, formed_ms, &clock)
+                let pdus = capture.collect(t + window, |pdus, now_ms| {
+                    skip.is_none()
+                        && lacpdu::decided(&expected, &settled, pdus, formed_ms, now_ms, &clock)
                 });
                 progress.windows.push(open.close());
                 let observed = lacpdu::Observed::new(
