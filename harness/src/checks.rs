@@ -257,16 +257,16 @@ pub const FLAP: &str = "timing.flap";
 /// `kmsg::Clock`, and a record carries the last step of the log's clock before it). The
 /// receipt alone also counts the time bondcheck waited to be scheduled, which a loaded host
 /// stretches: once a notification came 88 ms after the kernel had logged its commit on time.
-/// None if no commit was announced.
-fn commit_bounds(s: &Sample, clock: Option<&kmsg::Clock>) -> Option<(f64, f64)> {
+/// Returns the receipt, the earliest and the latest; None if no commit was announced.
+fn commit_bounds(s: &Sample, clock: Option<&kmsg::Clock>) -> Option<(f64, f64, f64)> {
     let heard = s.netlink_ms?;
     Some(match (s.kmsg_ms, clock) {
         (Some(k), Some(c)) => {
             let half = (c.offset_max - c.offset_min) / 2.0;
             let latest = heard.min(k + half + c.resolution);
-            ((k - half).min(latest), latest)
+            (heard, (k - half).min(latest), latest)
         }
-        _ => (heard, heard),
+        _ => (heard, heard, heard),
     })
 }
 
@@ -299,8 +299,8 @@ fn window_verdict(
     let mut late_receipts = Vec::new();
     let mut got = Vec::new();
     for s in samples {
-        match (s.netlink_ms, commit_bounds(s, clock)) {
-            (Some(v), Some((earliest, latest))) => {
+        match commit_bounds(s, clock) {
+            Some((v, earliest, latest)) => {
                 got.push(v);
                 measurements.push(Measurement {
                     name: format!("trial_{}", s.trial),
@@ -334,7 +334,7 @@ fn window_verdict(
                     ));
                 }
             }
-            _ => problems.push(format!(
+            None => problems.push(format!(
                 "trial {}: no commit announced within the deadline",
                 s.trial
             )),
