@@ -355,6 +355,12 @@ impl Expected {
     pub fn slow(&self) -> bool {
         [self.bond, self.partner].contains(&Cadence::Periodic { ticks: SLOW_TICKS })
     }
+
+    /// Whether the intervals are measured in a run of the long profile or not: slow LACPDUs
+    /// only in the long one.
+    pub fn measured(&self, long_profile: bool) -> bool {
+        !self.slow() || long_profile
+    }
 }
 
 /// How long to capture once the aggregate formed: long enough for every periodic side to show
@@ -622,18 +628,16 @@ fn judge_side(
         Cadence::Periodic { .. } => steady_from(side, pdus, settled, formed_ms, clock),
         Cadence::None => None,
     };
-    let (own, since): (Vec<f64>, String) = match cadence {
-        Cadence::Periodic { .. } => match from {
-            Some(from) => (
-                after(side, pdus, from).iter().map(|p| p.at_ms).collect(),
-                format!(" after its steady start at {from:.1} ms"),
-            ),
-            None => (
-                Vec::new(),
-                " (no steady start: none showed its settled state)".into(),
-            ),
-        },
-        Cadence::None => (
+    let (own, since): (Vec<f64>, String) = match (cadence, from) {
+        (Cadence::Periodic { .. }, Some(from)) => (
+            after(side, pdus, from).iter().map(|p| p.at_ms).collect(),
+            format!(" after its steady start at {from:.1} ms"),
+        ),
+        (Cadence::Periodic { .. }, None) => (
+            Vec::new(),
+            " (no steady start: none showed its settled state)".into(),
+        ),
+        (Cadence::None, _) => (
             pdus.iter()
                 .filter(|p| p.from == side && p.at_ms >= formed_ms)
                 .map(|p| p.at_ms)

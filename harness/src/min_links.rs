@@ -176,8 +176,9 @@ pub async fn measure(
         let mut aggregated_ms = None;
         if !step.cut {
             let up = slaves_up(model, &steps[..=i]);
+            let from = ms(start, Instant::now());
             let formed = crate::lacp::observe(built, bond, &up, aggregate_deadline).await?;
-            aggregated_ms = formed.formed.then(|| ms(start, Instant::now()));
+            aggregated_ms = formed.formed.then_some(from + formed.waited_ms);
             while let Ok(event) = events.try_recv() {
                 note(&mut changes, &event);
             }

@@ -182,7 +182,7 @@ async fn run_case(
     if lacp_partner {
         let actors = lacpdu::actors(&model, &case.topology);
         let expected = lacpdu::expect(actors.0, actors.1);
-        let measured = !expected.slow() || options.profile >= Profile::Long;
+        let measured = expected.measured(options.profile >= Profile::Long);
         inherent.extend(lacpdu::inherent(
             &expected,
             kernel.hz.unwrap_or(1000),
@@ -470,7 +470,7 @@ async fn carry_out(
                 };
                 // Slow LACPDUs (every 30 s) are measured in the long profile only.
                 let slow = options.profile >= Profile::Long;
-                let skip = (expected.slow() && !slow).then_some(
+                let skip = (!expected.measured(slow)).then_some(
                     "a side sends slow LACPDUs (every 30 s): measured with --profile long",
                 );
                 // Skipped intervals need no more LACPDUs: the activity check judges those
