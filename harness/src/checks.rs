@@ -94,6 +94,60 @@ impl Verdict {
         }
     }
 
+    /// A verdict that passes when no problem was found and otherwise fails with them, the
+    /// expected and observed texts and the rule in its message.
+    pub fn from_problems(
+        check: String,
+        (expected, observed): (String, String),
+        problems: &[String],
+        rule: Rule,
+    ) -> Verdict {
+        let (status, message) = if problems.is_empty() {
+            (Status::Pass, observed.clone())
+        } else {
+            (
+                Status::Fail,
+                format!(
+                    "{}; expected {expected}, observed {observed}; rule: {} ({})",
+                    problems.join("; "),
+                    rule.text,
+                    rule.source
+                ),
+            )
+        };
+        Verdict::compared(
+            check,
+            status,
+            (expected, observed),
+            rule,
+            message,
+            Vec::new(),
+        )
+    }
+
+    /// This verdict, not judged for `why`.
+    pub fn skipped(self, why: &str) -> Verdict {
+        Verdict {
+            status: Status::Skip,
+            message: format!("skipped: {why}"),
+            ..self
+        }
+    }
+
+    /// Every check of `ids`, not judged for `why`; `source` is where their rules are written.
+    pub fn all_skipped(ids: Vec<String>, why: &str, source: &'static str) -> Vec<Verdict> {
+        ids.into_iter()
+            .map(|check| {
+                let rule = Rule {
+                    text: String::new(),
+                    source,
+                };
+                Verdict::from_problems(check, (String::new(), String::new()), &[], rule)
+                    .skipped(why)
+            })
+            .collect()
+    }
+
     /// A verdict judged by its rule alone, with no single expected or observed value: what
     /// was seen is in the message and the measurements.
     pub fn judged(

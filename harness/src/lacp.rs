@@ -31,14 +31,21 @@ pub fn check_ids(slaves: &[String]) -> Vec<String> {
 /// Whether a case has LACP checks: the model expects the bond under test in 802.3ad and the
 /// topology bonds the peers in 802.3ad, so there is a partner to aggregate with.
 pub fn applies(model: &Model, topology: &Topology) -> bool {
+    bond_in_lacp(model) && partner_in_lacp(topology)
+}
+
+/// Whether the model expects the bond in 802.3ad.
+pub fn bond_in_lacp(model: &Model) -> bool {
     let lacp = Value::Text(Mode::Ieee8023ad.name().into());
-    let bond_in_lacp = model
+    model
         .expectations
         .iter()
-        .any(|e| e.check == "option.mode" && e.expected == lacp);
-    let partner_in_lacp =
-        topology.peer_master.as_ref().and_then(|m| m.bond_mode()) == Some(Mode::Ieee8023ad);
-    bond_in_lacp && partner_in_lacp
+        .any(|e| e.check == "option.mode" && e.expected == lacp)
+}
+
+/// Whether the topology's peer master is a bond in 802.3ad: an LACP partner.
+pub fn partner_in_lacp(topology: &Topology) -> bool {
+    topology.peer_master.as_ref().and_then(|m| m.bond_mode()) == Some(Mode::Ieee8023ad)
 }
 
 /// LACP port state bits, in bit order (include/uapi/linux/if_bonding.h, LACP_STATE_*).
@@ -52,14 +59,18 @@ const STATE_BITS: [&str; 8] = [
     "defaulted",
     "expired",
 ];
-const AGGREGATION: u8 = 0x04;
+pub(crate) const ACTIVITY: u8 = 0x01;
+pub(crate) const TIMEOUT: u8 = 0x02;
+pub(crate) const AGGREGATION: u8 = 0x04;
 const SYNC: u8 = 0x08;
 const COLLECTING_DISTRIBUTING: u8 = 0x30;
+pub(crate) const DEFAULTED: u8 = 0x40;
+pub(crate) const EXPIRED: u8 = 0x80;
 /// What a port in a formed aggregate shows on both sides.
 const IN_AGGREGATE: u8 = AGGREGATION | SYNC | COLLECTING_DISTRIBUTING;
 
 /// `0x3d (activity, aggregation, sync, collecting, distributing)`
-fn state_text(state: u8) -> String {
+pub(crate) fn state_text(state: u8) -> String {
     format!("{state:#04x} ({})", bit_names(state))
 }
 

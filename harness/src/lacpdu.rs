@@ -12,8 +12,9 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{ControlMessageOwned, LinkAddr, MsgFlags, recvmsg, setsockopt, sockopt};
 
-use crate::checks::{Status, Verdict};
+use crate::checks::Verdict;
 use crate::error::{Error, Result};
+use crate::lacp::ACTIVITY;
 use crate::model::Rule;
 use crate::topology::Built;
 use crate::traffic;
@@ -21,9 +22,12 @@ use crate::traffic;
 /// include/uapi/linux/if_ether.h ETH_P_SLOW; the LACPDU subtype (802.1AX, 6.4.2.3).
 const ETH_P_SLOW: u16 = 0x8809;
 const LACPDU_SUBTYPE: u8 = 1;
-/// Offset of the actor state in a LACPDU frame: 14 bytes of Ethernet header, then subtype,
-/// version, TLV type, TLV length, system priority (2), system (6), key (2), port priority (2),
-/// port (2).
+/// Offsets in a LACPDU frame: 14 bytes of Ethernet header, then subtype, version, TLV type, TLV
+/// length, and the actor's system priority (2), system (6), key (2), port priority (2), port
+/// (2) and state.
+const ACTOR_SYSTEM_PRIORITY_AT: usize = 18;
+const ACTOR_SYSTEM_AT: usize = 20;
+const ACTOR_PORT_AT: usize = 30;
 const ACTOR_STATE_AT: usize = 32;
 /// Offset of the partner state: the actor TLV's state, 3 reserved bytes, then the partner TLV
 /// laid out as the actor's (type, length, system priority, system, key, port priority, port).
@@ -54,6 +58,18 @@ pub struct Pdu {
     pub actor_state: u8,
     /// The sender's partner state: what it last heard of the other side's actor state.
     pub partner_state: u8,
+    /// The sender's system priority (its actor TLV).
+    pub actor_system_priority: u16,
+    /// The sender's system (its actor TLV), a MAC address.
+    #[serde(serialize_with = "mac_as_text")]
+    #[schemars(with = "String")]
+    pub actor_system: [u8; 6],
+    /// The sender's port number (its actor TLV).
+    pub actor_port: u16,
+}
+
+fn mac_as_text<S: serde::Serializer>(mac: &[u8; 6], s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::netlink::mac_text(mac))
 }
 
 /// Open captures on every slave's peer end.
@@ -182,6 +198,17 @@ impl Capture {
                     at_ms,
                     actor_state: frame[ACTOR_STATE_AT],
                     partner_state: frame[PARTNER_STATE_AT],
+                    actor_system_priority: u16::from_be_bytes([
+                        frame[ACTOR_SYSTEM_PRIORITY_AT],
+                        frame[ACTOR_SYSTEM_PRIORITY_AT + 1],
+                    ]),
+                    actor_system: frame[ACTOR_SYSTEM_AT..ACTOR_SYSTEM_AT + 6]
+                        .try_into()
+                        .unwrap_or_default(),
+                    actor_port: u16::from_be_bytes([
+                        frame[ACTOR_PORT_AT],
+                        frame[ACTOR_PORT_AT + 1],
+                    ]),
                 });
             }
         }
@@ -222,8 +249,6 @@ const TICK_MS: f64 = 100.0;
 /// backend: the work runs when the CPU is free, and every tick re-arms from then. Measured in
 /// UML on a shared host: 300-tick intervals 0.1% to 0.4% over 300·(P+G).
 const DRIFT: f64 = 0.01;
-/// The activity bit of an LACP port state.
-const ACTIVITY: u8 = 0x01;
 
 /// What one side's LACPDUs look like once the ports have aggregated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
@@ -254,7 +279,7 @@ impl Clock {
     fn jiffy_ms(&self) -> f64 {
         1000.0 / f64::from(self.hz)
     }
-    fn period(&self) -> f64 {
+    pub(crate) fn period(&self) -> f64 {
         (TICK_MS / self.jiffy_ms()).ceil()
     }
     /// Below 63 jiffies the timer wheel's first level has a granularity of one jiffy.
@@ -264,6 +289,16 @@ impl Clock {
     /// The longest a tick can take, in ms.
     fn tick_max_ms(&self) -> f64 {
         (self.period() + self.granularity()) * self.jiffy_ms()
+    }
+
+    /// The window of `ticks` state machine ticks between two captured LACPDUs, in ms: each
+    /// tick lasts P to P+G jiffies, the ticks may drift later by [`DRIFT`], and each end is a
+    /// sample with the backend's tolerance, so twice that each way.
+    pub(crate) fn ticks_window(&self, ticks: u64) -> (f64, f64) {
+        (
+            ticks as f64 * self.period() * self.jiffy_ms() - 2.0 * self.tolerance_ms,
+            ticks as f64 * self.tick_max_ms() * (1.0 + DRIFT) + 2.0 * self.tolerance_ms,
+        )
     }
 }
 
@@ -283,16 +318,12 @@ impl Cadence {
 
     /// The interval window of a periodic cadence in ms: the periodic machine sets NTT every N
     /// ticks, and the transmit machine sends it at its next turn, every third tick, so an
-    /// interval is 3·floor(N/3) or 3·ceil(N/3) ticks (9 or 12 for the fast 10), each tick
-    /// lasting P to P+G jiffies; each end of an interval is a sample with the backend's
-    /// tolerance, so twice that each way, and the ticks may drift later by [`DRIFT`].
+    /// interval is 3·floor(N/3) or 3·ceil(N/3) ticks (9 or 12 for the fast 10)
+    /// ([`Clock::ticks_window`]).
     fn window(ticks: u64, clock: &Clock) -> (f64, f64) {
-        let short = (ticks / TX_TICKS * TX_TICKS) as f64;
-        let long = ticks.div_ceil(TX_TICKS) as f64 * TX_TICKS as f64;
-        (
-            short * clock.period() * clock.jiffy_ms() - 2.0 * clock.tolerance_ms,
-            long * clock.tick_max_ms() * (1.0 + DRIFT) + 2.0 * clock.tolerance_ms,
-        )
+        let short = ticks / TX_TICKS * TX_TICKS;
+        let long = ticks.div_ceil(TX_TICKS) * TX_TICKS;
+        (clock.ticks_window(short).0, clock.ticks_window(long).1)
     }
 }
 
@@ -706,37 +737,15 @@ fn judge_side(
     }
 }
 
-fn verdict(
-    check: String,
-    expected: String,
-    observed: String,
-    problems: &[String],
-    rule: String,
-) -> Verdict {
-    let status = if problems.is_empty() {
-        Status::Pass
-    } else {
-        Status::Fail
-    };
-    let message = if problems.is_empty() {
-        observed.clone()
-    } else {
-        format!(
-            "{}; expected {expected}, observed {observed}; rule: {rule} ({SOURCE})",
-            problems.join("; ")
-        )
-    };
-    let rule = Rule {
-        text: rule,
-        source: SOURCE,
-    };
-    Verdict::compared(
+fn verdict(check: String, texts: (String, String), problems: &[String], rule: String) -> Verdict {
+    Verdict::from_problems(
         check,
-        status,
-        (expected, observed),
-        rule,
-        message,
-        Vec::new(),
+        texts,
+        problems,
+        Rule {
+            text: rule,
+            source: SOURCE,
+        },
     )
 }
 
@@ -811,17 +820,12 @@ pub fn checks(
         );
         let interval = verdict(
             interval_check(slave),
-            expected.join("; "),
-            observed,
+            (expected.join("; "), observed),
             &problems,
             interval_rule(actors.0, actors.1, partner_name, clock),
         );
         out.push(match skip_intervals {
-            Some(why) => Verdict {
-                status: Status::Skip,
-                message: format!("skipped: {why}"),
-                ..interval
-            },
+            Some(why) => interval.skipped(why),
             None => interval,
         });
         out.push(activity(e.bond_active, &pdus, slave));
@@ -860,11 +864,13 @@ fn activity(active: bool, pdus: &[&Pdu], slave: &str) -> Verdict {
     let states: Vec<String> = bond.iter().map(|s| format!("{s:#04x}")).collect();
     verdict(
         activity_check(slave),
-        expected,
-        format!(
-            "{} LACPDUs, actor states [{}]",
-            bond.len(),
-            states.join(", ")
+        (
+            expected,
+            format!(
+                "{} LACPDUs, actor states [{}]",
+                bond.len(),
+                states.join(", ")
+            ),
         ),
         &problems,
         "ad_initialize_port sets the actor's LACP_Activity from lacp_active, and every \
@@ -875,19 +881,13 @@ fn activity(active: bool, pdus: &[&Pdu], slave: &str) -> Verdict {
 
 /// The checks, skipped for `why`.
 pub fn skipped(slaves: &[String], why: &str) -> Vec<Verdict> {
-    check_ids(slaves)
-        .into_iter()
-        .map(|check| Verdict {
-            status: Status::Skip,
-            message: format!("skipped: {why}"),
-            ..verdict(check, String::new(), String::new(), &[], String::new())
-        })
-        .collect()
+    Verdict::all_skipped(check_ids(slaves), why, SOURCE)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::Status;
 
     const CLOCK: Clock = Clock {
         hz: 100,
@@ -910,6 +910,9 @@ mod tests {
             at_ms,
             actor_state,
             partner_state,
+            actor_system_priority: 0xffff,
+            actor_system: [0; 6],
+            actor_port: 1,
         }
     }
 

@@ -37,6 +37,7 @@ pub mod netlink;
 pub mod netns;
 pub mod observe;
 pub mod options;
+pub mod partnerless;
 pub mod perturb;
 pub mod procfs;
 pub mod report;

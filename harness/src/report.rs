@@ -288,6 +288,9 @@ pub struct CaseReport {
     /// Every LACPDU captured on the peer ends and the model's cadence, for cases with an LACP
     /// partner.
     pub lacpdus: Option<crate::lacpdu::Observed>,
+    /// 802.3ad with no LACP partner: the LACPDUs captured on the peer ends and what the model
+    /// expects of each slave's first two.
+    pub partnerless: Option<crate::partnerless::Observed>,
     /// The frames sent through the bond and where each capture saw them.
     pub traffic: Option<Traffic>,
     /// Timing cases: the stream of frames through one more cut and restore.

@@ -24,6 +24,7 @@ use crate::min_links;
 use crate::model::{self, Model, Value};
 use crate::netlink;
 use crate::observe;
+use crate::partnerless;
 use crate::perturb;
 use crate::report::{self, CaseReport, ControlVerdict, Phases, Report, SpecRef, Warning};
 use crate::suite::{Case, Moment, Profile};
@@ -131,6 +132,7 @@ struct Progress {
     timing: Option<timing::Measured>,
     lacp: Option<lacp::Observed>,
     lacpdus: Option<lacpdu::Observed>,
+    partnerless: Option<partnerless::Observed>,
     traffic: Option<report::Traffic>,
     failover: Option<failover::Observed>,
     min_links: Option<min_links::Observed>,
@@ -188,6 +190,9 @@ async fn run_case(
             kernel.hz.unwrap_or(1000),
             measured,
         ));
+    }
+    if let (true, Some(hz)) = (partnerless::applies(&model, &case.topology), kernel.hz) {
+        inherent.push(partnerless::expect(&model).inherent(hz));
     }
     // A case outside the run's profile does not run: it waits for nothing.
     if case.profile > options.profile {
@@ -289,6 +294,7 @@ async fn run_case(
         timing: progress.timing,
         lacp: progress.lacp,
         lacpdus: progress.lacpdus,
+        partnerless: progress.partnerless,
         traffic: progress.traffic,
         failover: progress.failover,
         min_links: progress.min_links,
@@ -348,8 +354,9 @@ async fn carry_out(
     let t = Instant::now();
     let built = topology::build(&case.topology, &slaves).await?;
     progress.phases.setup_ms = ms(t.elapsed());
-    // With an LACP partner, every LACPDU either side sends is captured from the start.
-    let mut lacpdus = if lacp::applies(model, &case.topology) {
+    // In 802.3ad, every LACPDU either side sends is captured from the start.
+    let partnerless = partnerless::applies(model, &case.topology);
+    let mut lacpdus = if lacp::applies(model, &case.topology) || partnerless {
         Some(lacpdu::Capture::open(&built, &slaves)?)
     } else {
         None
@@ -509,6 +516,50 @@ async fn carry_out(
             None => verdicts.extend(lacpdu::skipped(
                 &slaves,
                 "the kernel's HZ is unknown: no tick length to derive the intervals from",
+            )),
+        }
+        progress.phases.lacp_ms += ms(t.elapsed());
+    }
+    // With no LACP partner: the bond's first two LACPDUs on every slave.
+    if let (Some(capture), true) = (&mut lacpdus, partnerless) {
+        on(Event::Phase("lacp"));
+        let t = Instant::now();
+        // The model's slaves in enslave order, each with its capture.
+        let enslaved: Vec<(String, usize)> = model
+            .transmit
+            .slaves
+            .iter()
+            .filter_map(|s| Some((s.clone(), slaves.iter().position(|c| c == s)?)))
+            .collect();
+        let names: Vec<String> = enslaved.iter().map(|(s, _)| s.clone()).collect();
+        match kernel.hz {
+            Some(hz) => {
+                let clock = lacpdu::Clock {
+                    hz,
+                    tolerance_ms: kernel.timing_tolerance_ms,
+                };
+                let expected = partnerless::expect(model);
+                let ports: Vec<usize> = enslaved.iter().map(|(_, c)| *c).collect();
+                let first_due_ms = expected.first_due_ms(capture.ms_at(t), &clock, kernel.slack_ms);
+                // Not gated: only the kernel's timers act while the capture listens.
+                let open = lane.window("lacpdus", false);
+                let pdus = capture.collect(
+                    t + expected.deadline(&clock, kernel.slack_ms),
+                    |pdus, now_ms| expected.decided(&ports, pdus, (first_due_ms, now_ms), &clock),
+                );
+                progress.windows.push(open.close());
+                let observed = partnerless::Observed {
+                    expected,
+                    bond_mac: observation.netlink.mac.clone(),
+                    window_ms: ms(t.elapsed()),
+                    pdus: pdus?.to_vec(),
+                };
+                verdicts.extend(partnerless::checks(&observed, &enslaved, &clock));
+                progress.partnerless = Some(observed);
+            }
+            None => verdicts.extend(partnerless::skipped(
+                &names,
+                "the kernel's HZ is unknown: no tick length to derive the LACPDUs' times from",
             )),
         }
         progress.phases.lacp_ms += ms(t.elapsed());

@@ -336,7 +336,7 @@ pub fn discover(path: &Path, topologies: &Path) -> Result<Vec<Case>> {
     Ok(out)
 }
 
-/// The model's checks, the LACP checks of an 802.3ad bond with an LACP partner, and for timing
+/// The model's checks, the LACP checks of an 802.3ad bond (with an LACP partner or none), and for timing
 /// cases the timing checks and, where the mode has an active slave, the failover checks (and
 /// in active-backup, where the model can judge them, the addresses).
 fn check_ids(spec: &Spec, topology: &Topology, timing: bool, applier: Applier) -> Vec<String> {
@@ -346,6 +346,9 @@ fn check_ids(spec: &Spec, topology: &Topology, timing: bool, applier: Applier) -
         let slaves: Vec<String> = spec.bond.slaves.iter().map(|s| s.value.clone()).collect();
         ids.extend(crate::lacp::check_ids(&slaves));
         ids.extend(crate::lacpdu::check_ids(&slaves));
+    }
+    if crate::partnerless::applies(&model, topology) {
+        ids.extend(crate::partnerless::check_ids(&model.transmit.slaves));
     }
     if crate::min_links::plan(&model, topology).is_some() {
         ids.push(crate::min_links::CHECK.to_string());
