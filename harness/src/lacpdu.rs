@@ -3,7 +3,8 @@
 //! seen, the first ones included: the bond's (received on the peer end) and the partner's
 //! (sent by the peer end). From them: the interval between one side's periodic LACPDUs, which
 //! the driver derives from the lacp_rate of the *other* side, and whether a passive bond
-//! (lacp_active off) spoke before it was spoken to.
+//! (lacp_active off) spoke before it was spoken to. Where no partner answers, the same captures
+//! feed [`crate::partnerless`].
 
 use std::io::IoSliceMut;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
