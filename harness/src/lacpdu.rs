@@ -363,23 +363,28 @@ pub fn expect(bond: Actor, partner: Actor) -> Expected {
 /// peer-master options (the kernel's defaults, lacp_active on and lacp_rate slow, where the
 /// topology sets none).
 pub fn actors(model: &crate::model::Model, topology: &crate::topology::Topology) -> (Actor, Actor) {
+    let peer = |name: &str| topology.peer_master.as_ref().and_then(|m| m.option(name));
+    (
+        bond_actor(model),
+        Actor {
+            active: peer("lacp_active") != Some(0),
+            fast: peer("lacp_rate") == Some(1),
+        },
+    )
+}
+
+/// The bond's side from the model's effective options.
+pub fn bond_actor(model: &crate::model::Model) -> Actor {
     let expects = |check: &str, word: &str| {
         model
             .expectations
             .iter()
             .any(|e| e.check == check && e.expected == crate::model::Value::Text(word.into()))
     };
-    let peer = |name: &str| topology.peer_master.as_ref().and_then(|m| m.option(name));
-    (
-        Actor {
-            active: !expects("option.lacp_active", "off"),
-            fast: expects("option.lacp_rate", "fast"),
-        },
-        Actor {
-            active: peer("lacp_active") != Some(0),
-            fast: peer("lacp_rate") == Some(1),
-        },
-    )
+    Actor {
+        active: !expects("option.lacp_active", "off"),
+        fast: expects("option.lacp_rate", "fast"),
+    }
 }
 
 impl Expected {

@@ -69,8 +69,7 @@ pub fn expect(model: &Model) -> Expected {
             .find(|e| e.check == format!("option.{name}"))
             .map(|e| &e.expected)
     };
-    let word = |name: &str, w: &str| option(name) == Some(&Value::Text(w.into()));
-    let active = !word("lacp_active", "off");
+    let actor = crate::lacpdu::bond_actor(model);
     let bit = |on: bool, b: u8| if on { b } else { 0 };
     let system = match option("ad_actor_system") {
         Some(Value::Text(mac)) if mac != "00:00:00:00:00:00" => Some(mac.clone()),
@@ -84,12 +83,16 @@ pub fn expect(model: &Model) -> Expected {
         actor_state: AGGREGATION
             | DEFAULTED
             | EXPIRED
-            | bit(active, ACTIVITY)
-            | bit(word("lacp_rate", "fast"), TIMEOUT),
+            | bit(actor.active, ACTIVITY)
+            | bit(actor.fast, TIMEOUT),
         partner_state: TIMEOUT,
         system_priority,
         system,
-        second_after_ticks: if active { PERIODIC_TICK } else { ATTACHED_TICK } - FIRST_TICK,
+        second_after_ticks: if actor.active {
+            PERIODIC_TICK
+        } else {
+            ATTACHED_TICK
+        } - FIRST_TICK,
     }
 }
 
